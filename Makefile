@@ -1,0 +1,86 @@
+# rnnd — build, test, run. `make help` lists the targets.
+#   make SANITIZER=address|undefined|thread test   runs the same suite instrumented
+SANITIZER ?=
+BUILD     ?= build$(if $(SANITIZER),-$(SANITIZER))
+CC        ?= cc
+PREFIX    ?= /usr/local
+PKGS      := openblas libcjson
+
+# pkg-config is asked lazily, after `deps` has had a chance to install it.
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null)
+
+SAN_address   := -fsanitize=address -fno-omit-frame-pointer
+SAN_undefined := -fsanitize=undefined -fno-sanitize-recover=all
+SAN_thread    := -fsanitize=thread
+SANFLAGS  := $(SAN_$(SANITIZER))
+OPT       ?= -O2
+
+CFLAGS   ?= $(OPT) -g
+WARN     := -std=c11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+CPPFLAGS := -D_DEFAULT_SOURCE -D_GNU_SOURCE -Iinclude -Isrc/engine
+ALL_CFLAGS = $(WARN) $(CFLAGS) $(SANFLAGS) $(CPPFLAGS) $(PKG_CFLAGS)
+LDLIBS    = $(PKG_LIBS) -lm -lpthread
+
+ENGINE_SRC := $(wildcard src/engine/*.c)
+ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
+UNIT_SRC   := $(wildcard tests/unit/*.c)
+UNIT_OBJ   := $(UNIT_SRC:%.c=$(BUILD)/%.o)
+BENCH_SRC  := $(wildcard bench/*.c)
+
+LIBRNN     := $(BUILD)/librnn.a
+UNIT_BIN   := $(BUILD)/test_unit
+BENCH_BIN  := $(BUILD)/bench_engine
+
+.PHONY: all test unit bench deps deps-test clean help
+.DEFAULT_GOAL := all
+
+all: deps $(LIBRNN)
+
+help:
+	@echo "make            build librnn"
+	@echo "make test       install missing packages, build, run every test"
+	@echo "make bench      engine benchmark vs PyTorch (not a test)"
+	@echo "make SANITIZER=address|undefined|thread test"
+	@echo "make clean"
+
+deps:
+	@sh scripts/deps.sh build
+
+deps-test:
+	@sh scripts/deps.sh test
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIBRNN): $(ENGINE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/tests/unit/%.o: tests/unit/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -MMD -MP -c $< -o $@
+
+$(UNIT_BIN): $(UNIT_OBJ) $(LIBRNN)
+	$(CC) $(ALL_CFLAGS) -o $@ $(UNIT_OBJ) $(LIBRNN) $(CHECK_LIBS) $(LDLIBS)
+
+unit: $(UNIT_BIN)
+	OPENBLAS_NUM_THREADS=1 $(UNIT_BIN)
+
+test: deps-test
+	@$(MAKE) --no-print-directory unit
+
+$(BENCH_BIN): $(BENCH_SRC) $(LIBRNN)
+	$(CC) $(ALL_CFLAGS) -o $@ $(BENCH_SRC) $(LIBRNN) $(LDLIBS)
+
+bench: deps
+	@$(MAKE) --no-print-directory OPT=-O2 $(BENCH_BIN)
+	OPENBLAS_NUM_THREADS=1 sh bench/run.sh $(BENCH_BIN)
+
+clean:
+	rm -rf build build-address build-undefined build-thread
+
+-include $(ENGINE_OBJ:.o=.d) $(UNIT_OBJ:.o=.d)

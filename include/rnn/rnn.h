@@ -1,0 +1,321 @@
+/*
+ * librnn — the rnnd engine: vanilla RNN, LSTM and GRU layers trained with
+ * backpropagation through time. Weights, names and gate order are PyTorch's
+ * (torch.nn.RNN / LSTM / GRU with batch_first=False), so a state_dict moves
+ * between the two unchanged.
+ *
+ * Conventions used in every comment below:
+ *   T steps, B batch, X input features, E embedding width, V vocabulary,
+ *   H hidden, G gates (RNN 1, LSTM 4, GRU 3), O outputs, L layers.
+ * Activations are time-major, row-major: x is (T, B, X).
+ *
+ * The library never prints and never exits. Functions that can fail return
+ * 0 on success and -1 on failure, writing a message into an `rnn_err`.
+ * Whoever calls a `_new`/`_init` function frees with the matching `_free`.
+ */
+#ifndef RNN_RNN_H
+#define RNN_RNN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RNN_MAX_LAYERS 16
+#define RNN_ERR_LEN 512
+
+/* An error message buffer; functions fill it when they return -1. */
+typedef struct rnn_err { char msg[RNN_ERR_LEN]; } rnn_err;
+
+typedef enum { RNN_CELL_RNN, RNN_CELL_LSTM, RNN_CELL_GRU } rnn_cell_type;
+typedef enum { RNN_ACT_TANH, RNN_ACT_RELU, RNN_ACT_SIGMOID } rnn_activation;
+typedef enum { RNN_TASK_REGRESSION, RNN_TASK_CLASSIFY, RNN_TASK_CHARLM } rnn_task;
+typedef enum { RNN_MODE_MANY_TO_ONE, RNN_MODE_MANY_TO_MANY } rnn_mode;
+typedef enum { RNN_INIT_DEFAULT, RNN_INIT_IDENTITY, RNN_INIT_ORTHOGONAL } rnn_recurrent_init;
+
+/* Architecture and task; the "rnnd.config" of a model file. */
+typedef struct rnn_config {
+    rnn_task task;
+    rnn_mode mode;          /* classify is always many_to_one, charlm many_to_many */
+    rnn_cell_type cell;
+    rnn_activation act;     /* vanilla RNN only */
+    int input_size;         /* X for numeric input; V for token input */
+    int hidden;             /* H */
+    int layers;             /* L, 1..RNN_MAX_LAYERS */
+    int output_size;        /* O; V for charlm; number of classes for classify */
+    int embedding;          /* E for token input, 0 for numeric input */
+} rnn_config;
+
+/* Name <-> enum helpers; the parse functions return -1 for an unknown name. */
+const char *rnn_cell_name(rnn_cell_type c);
+const char *rnn_activation_name(rnn_activation a);
+const char *rnn_task_name(rnn_task t);
+const char *rnn_mode_name(rnn_mode m);
+int rnn_cell_parse(const char *s, rnn_cell_type *out);
+int rnn_activation_parse(const char *s, rnn_activation *out);
+int rnn_task_parse(const char *s, rnn_task *out);
+int rnn_mode_parse(const char *s, rnn_mode *out);
+int rnn_gates(rnn_cell_type c);                 /* G: 1, 4 or 3 */
+
+/* Checks sizes and combinations; names the offending field on failure. */
+int rnn_config_check(const rnn_config *cfg, rnn_err *err);
+
+/* ------------------------------------------------------------------ model */
+
+/* One named parameter tensor: a view into the model's flat buffer. */
+typedef struct rnn_tensor {
+    char name[48];          /* PyTorch state_dict name, e.g. "rnn.weight_hh_l0" */
+    int ndim;               /* 1 or 2 */
+    int shape[2];
+    size_t offset;          /* in floats, into params (and grads, moments) */
+    size_t size;            /* elements */
+} rnn_tensor;
+
+typedef struct rnn_layer_params {
+    float *w_ih;            /* (G*H, X_l): X_l = X or E for layer 0, else H */
+    float *w_hh;            /* (G*H, H) */
+    float *b_ih;            /* (G*H) */
+    float *b_hh;            /* (G*H) */
+} rnn_layer_params;
+
+/* A model: the config and every parameter in one flat buffer, with named
+ * pointers into it. Gradients and optimizer moments use the same layout, so
+ * clipping, optimizers and file I/O are single loops over `nparams`. */
+typedef struct rnn_model {
+    rnn_config cfg;
+    size_t nparams;
+    float *params;                       /* (nparams), owned */
+    float *emb;                          /* (V, E) or NULL */
+    rnn_layer_params layer[RNN_MAX_LAYERS];
+    float *head_w;                       /* (O, H) */
+    float *head_b;                       /* (O) */
+    int ntensors;
+    rnn_tensor tensors[3 + 4 * RNN_MAX_LAYERS];
+} rnn_model;
+
+/* Allocates zeroed parameters for cfg. */
+int rnn_model_init(rnn_model *m, const rnn_config *cfg, rnn_err *err);
+void rnn_model_free(rnn_model *m);
+/* Deep copy into an uninitialised dst. */
+int rnn_model_copy(rnn_model *dst, const rnn_model *src, rnn_err *err);
+/* The tensor with that state_dict name, or NULL. */
+const rnn_tensor *rnn_model_tensor(const rnn_model *m, const char *name);
+
+/* ------------------------------------------------------------------ random */
+
+/* xoshiro256** seeded through splitmix64: every random choice of a job comes
+ * from one of these, so one seed gives bit-identical results. */
+typedef struct rnn_rng { uint64_t s[4]; } rnn_rng;
+void rnn_rng_seed(rnn_rng *r, uint64_t seed);
+uint64_t rnn_rng_next(rnn_rng *r);
+double rnn_rng_uniform(rnn_rng *r);              /* [0, 1) */
+double rnn_rng_normal(rnn_rng *r);               /* N(0, 1) */
+uint64_t rnn_rng_below(rnn_rng *r, uint64_t n);  /* [0, n), unbiased */
+
+/* PyTorch's default initialisation: U(-1/sqrt(H), 1/sqrt(H)) for the
+ * recurrent layers, U(-1/sqrt(H), 1/sqrt(H)) for the head (nn.Linear with
+ * fan_in H), N(0, 1) for the embedding. `rinit` replaces W_hh: identity (each
+ * gate block I, IRNN) or orthogonal (each gate block a random orthogonal
+ * matrix); identity also zeroes the recurrent biases. */
+void rnn_model_randomize(rnn_model *m, rnn_rng *rng, rnn_recurrent_init rinit);
+
+/* ------------------------------------------------------------------ forward / backward */
+
+/* A batch of B sequences of T steps, time-major. Exactly one of x, tok is set.
+ * Targets are optional (inference): y for regression, cls for classify/charlm. */
+typedef struct rnn_batch {
+    int T, B;
+    const float *x;         /* (T, B, X) numeric input */
+    const int32_t *tok;     /* (T, B) token ids in [0, V) */
+    const float *y;         /* regression: (B, O) many_to_one, (T, B, O) many_to_many */
+    const int32_t *cls;     /* classify: (B); charlm: (T, B) */
+} rnn_batch;
+
+typedef struct rnn_ws rnn_ws;
+
+/* A workspace holds every activation of one forward pass and the scratch of
+ * the backward pass, for up to maxT steps and maxB sequences. Nothing is
+ * allocated inside the time loop. */
+rnn_ws *rnn_ws_new(const rnn_config *cfg, int maxT, int maxB);
+void rnn_ws_free(rnn_ws *ws);
+
+/* Runs the model over the batch. Returns the mean loss when targets are given
+ * (MSE, or softmax cross-entropy; PyTorch's reduction='mean'), else 0.
+ * Returns NaN without doing anything if T or B exceed the workspace's size. */
+double rnn_forward(const rnn_model *m, rnn_ws *ws, const rnn_batch *b);
+
+/* Head outputs of the last forward: (B, O) for many_to_one, (T, B, O) for
+ * many_to_many; logits for classify and charlm. Owned by the workspace. */
+const float *rnn_ws_outputs(const rnn_ws *ws);
+/* Top layer hidden states of the last forward, (T, B, H). */
+const float *rnn_ws_hidden(const rnn_ws *ws);
+
+/* Backpropagation through time for the last forward (which must have had
+ * targets). Accumulates (+=) into grads, laid out as m->params. dx, if not
+ * NULL, receives the gradient of the loss w.r.t. the numeric input,
+ * (T, B, X), overwritten. bptt = 0 is full BPTT; k > 0 stops the gradient at
+ * every k-th step border (the hidden state still flows forward), as PyTorch
+ * does with h.detach() between chunks of k steps. */
+void rnn_backward(const rnn_model *m, rnn_ws *ws, const rnn_batch *b, int bptt,
+                  float *grads, float *dx);
+
+/* ------------------------------------------------------------------ stepping (inference) */
+
+/* Recurrent state for step-by-step inference: generation and forecasting. */
+typedef struct rnn_state {
+    int B;
+    float *h;               /* (L, B, H) */
+    float *c;               /* (L, B, H), LSTM only */
+    float *scratch;         /* internal */
+} rnn_state;
+
+int rnn_state_init(rnn_state *s, const rnn_config *cfg, int B);
+void rnn_state_reset(rnn_state *s, const rnn_config *cfg);
+void rnn_state_free(rnn_state *s);
+
+/* One step for B sequences: input x (B, X) or tokens tok (B); writes the head
+ * output (B, O) into out (may be NULL). */
+void rnn_step(const rnn_model *m, rnn_state *s, const float *x, const int32_t *tok,
+              float *out);
+
+/* ------------------------------------------------------------------ optimizers */
+
+typedef enum { RNN_OPT_SGD, RNN_OPT_ADAM } rnn_opt_kind;
+
+typedef struct rnn_optim_cfg {
+    rnn_opt_kind kind;
+    double lr;
+    double momentum;        /* sgd */
+    int nesterov;           /* sgd */
+    double beta1, beta2, eps; /* adam */
+    double weight_decay;    /* sgd: L2 added to the gradient; adam: decoupled (AdamW) */
+} rnn_optim_cfg;
+
+/* Fills PyTorch's defaults for the kind (lr 0.01 for sgd, 0.001 for adam). */
+void rnn_optim_defaults(rnn_optim_cfg *c, rnn_opt_kind kind);
+
+typedef struct rnn_optim {
+    rnn_optim_cfg cfg;
+    size_t n;
+    long step;
+    float *m;               /* (n) momentum buffer / first moment */
+    float *v;               /* (n) second moment (adam) */
+} rnn_optim;
+
+int rnn_optim_init(rnn_optim *o, const rnn_optim_cfg *cfg, size_t nparams, rnn_err *err);
+void rnn_optim_free(rnn_optim *o);
+/* One update of params from grads (grads are not modified). Follows
+ * torch.optim.SGD and torch.optim.AdamW. */
+void rnn_optim_step(rnn_optim *o, float *params, const float *grads);
+
+/* Global L2 norm of the gradient, in double. */
+double rnn_grad_norm(const float *grads, size_t n);
+/* Scales grads so the global norm is at most max_norm (as
+ * torch.nn.utils.clip_grad_norm_); returns the norm before clipping. */
+double rnn_clip_grad(float *grads, size_t n, double max_norm);
+
+/* ------------------------------------------------------------------ datasets */
+
+/* Sequences with their targets, stored sample-major. Sequences may differ in
+ * length; batches are formed from sequences of equal length. */
+typedef struct rnn_dataset {
+    int n;                  /* sequences */
+    int X;                  /* features per step (numeric), or 0 for tokens */
+    int O;                  /* regression outputs per target */
+    rnn_task task;
+    rnn_mode mode;
+    int *len;               /* (n) steps of each sequence */
+    size_t *off;            /* (n) offset of each sequence, in steps */
+    float *x;               /* (sum len, X) numeric input */
+    int32_t *tok;           /* (sum len) tokens */
+    float *y;               /* regression: (n, O) or (sum len, O) */
+    int32_t *cls;           /* classify: (n); charlm: (sum len) */
+    char *vocab;            /* charlm: UTF-8 string, token i = i-th character */
+    int vocab_n;            /* V for charlm */
+    int nlabels;
+    char **labels;          /* classify: optional label names */
+} rnn_dataset;
+
+void rnn_dataset_free(rnn_dataset *d);
+
+/* Windows of a series: each window of T values predicts the next value
+ * (many_to_one) or, for many_to_many, the window shifted by one step. */
+int rnn_dataset_from_series(rnn_dataset *d, const float *series, size_t n, int window,
+                            rnn_mode mode, rnn_err *err);
+/* The built-in sine wave (seed 000 of the project's notes): `samples`
+ * windows of `window` values of sin, predicting the next value. */
+int rnn_dataset_sine(rnn_dataset *d, int samples, int window, rnn_mode mode, rnn_err *err);
+/* A character-level corpus: the vocabulary is the sorted set of characters
+ * (UTF-8 code points) in text, or `vocab` if given; windows of T characters
+ * each predicting the next character at every step, stride T. */
+int rnn_dataset_from_text(rnn_dataset *d, const char *text, size_t len, int window,
+                          const char *vocab, rnn_err *err);
+
+/* UTF-8 helpers for charlm vocabularies. Decode returns the code point count
+ * or -1 on malformed UTF-8. */
+int rnn_utf8_decode(const char *s, size_t len, uint32_t *out, size_t max);
+/* Token id of code point cp in vocab (a UTF-8 string), or -1. */
+int rnn_vocab_index(const char *vocab, uint32_t cp);
+/* Writes the UTF-8 of vocab's token i into buf (>= 5 bytes); returns bytes. */
+int rnn_vocab_char(const char *vocab, int i, char *buf);
+
+/* ------------------------------------------------------------------ trainer */
+
+typedef struct rnn_progress {
+    int epoch, epochs;      /* 1-based epoch */
+    long step, steps;       /* optimizer steps so far, and in the whole job */
+    double loss;            /* mean loss of this step's batch */
+    double epoch_loss;      /* mean train loss of the epoch (at epoch end) */
+    double val_loss;        /* validation loss (at epoch end), NaN if none */
+    int epoch_end;          /* 1 on the call after the last step of an epoch */
+    double elapsed;         /* seconds */
+} rnn_progress;
+
+/* Called after every optimizer step and at each epoch end; a nonzero return
+ * cancels training (rnn_train then returns 1). */
+typedef int (*rnn_progress_fn)(void *ud, const rnn_progress *p);
+
+typedef struct rnn_train_cfg {
+    int epochs;
+    int batch;
+    int shuffle;
+    double validation;      /* fraction of sequences held out, [0, 1) */
+    rnn_optim_cfg optim;
+    double clip;            /* max global L2 norm, 0 = off */
+    int bptt;               /* 0 full, k > 0 truncated */
+    uint64_t seed;          /* shuffling and the validation split */
+    rnn_progress_fn progress;
+    void *progress_ud;
+} rnn_train_cfg;
+
+typedef struct rnn_train_result {
+    int epochs_done;
+    long steps_done;
+    double final_loss;      /* last epoch's train loss */
+    double final_val_loss;  /* NaN without validation */
+    double *loss;           /* (epochs_done) per-epoch train loss, owned */
+    double *val_loss;       /* (epochs_done) per-epoch validation loss, owned */
+    double seconds;
+} rnn_train_result;
+
+void rnn_train_result_free(rnn_train_result *r);
+
+/* Trains m in place on d. Returns 0 when done, 1 when cancelled by the
+ * progress callback, -1 on error (e.g. a non-finite loss or gradient, named
+ * with epoch and step); on -1 and 1 m holds the last good weights. */
+int rnn_train(rnn_model *m, const rnn_dataset *d, const rnn_train_cfg *cfg,
+              rnn_train_result *res, rnn_err *err);
+
+/* Mean loss of m over the given sequences of d (all if idx is NULL). */
+double rnn_evaluate(const rnn_model *m, const rnn_dataset *d, const int *idx, int n,
+                    int batch);
+
+/* Sets the BLAS thread count (OpenBLAS); rnnd uses 1 per worker. */
+void rnn_blas_threads(int n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,30 @@
+#!/bin/sh
+# Installs the Debian packages rnnd needs to build and test, if any is missing.
+# As root it runs apt-get; otherwise it prints the command to run and fails.
+# Usage: scripts/deps.sh [build|test|bench]
+set -eu
+what=${1:-test}
+pkgs="gcc make pkg-config libopenblas-dev libcjson-dev libmicrohttpd-dev"
+case "$what" in
+  test)  pkgs="$pkgs check libcurl4-openssl-dev" ;;
+  bench) pkgs="$pkgs check libcurl4-openssl-dev wrk" ;;
+  build) ;;
+  *) echo "usage: $0 [build|test|bench]" >&2; exit 2 ;;
+esac
+missing=""
+for p in $pkgs; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing="$missing $p"
+  fi
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" = 0 ]; then
+  echo "deps: installing$missing" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >&2
+  apt-get install -y -q --no-install-recommends $missing >&2
+else
+  echo "deps: missing Debian packages:$missing" >&2
+  echo "deps: run: sudo apt-get install$missing" >&2
+  exit 1
+fi

@@ -1,0 +1,114 @@
+/* Names of cells, activations, tasks and modes, and the checks every model
+ * configuration must pass before anything is allocated for it. */
+#include "rnn/rnn.h"
+#include "internal.h"
+
+#include <string.h>
+
+static const char *const cell_names[] = {"rnn", "lstm", "gru"};
+static const char *const act_names[] = {"tanh", "relu", "sigmoid"};
+static const char *const task_names[] = {"regression", "classify", "charlm"};
+static const char *const mode_names[] = {"many_to_one", "many_to_many"};
+
+static int lookup(const char *const *names, int n, const char *s)
+{
+    for (int i = 0; s && i < n; i++)
+        if (strcmp(names[i], s) == 0)
+            return i;
+    return -1;
+}
+
+const char *rnn_cell_name(rnn_cell_type c) { return (unsigned)c < 3 ? cell_names[c] : "?"; }
+const char *rnn_activation_name(rnn_activation a) { return (unsigned)a < 3 ? act_names[a] : "?"; }
+const char *rnn_task_name(rnn_task t) { return (unsigned)t < 3 ? task_names[t] : "?"; }
+const char *rnn_mode_name(rnn_mode m) { return (unsigned)m < 2 ? mode_names[m] : "?"; }
+
+int rnn_cell_parse(const char *s, rnn_cell_type *out)
+{
+    int i = lookup(cell_names, 3, s);
+    if (i < 0) return -1;
+    *out = (rnn_cell_type)i;
+    return 0;
+}
+
+int rnn_activation_parse(const char *s, rnn_activation *out)
+{
+    int i = lookup(act_names, 3, s);
+    if (i < 0) return -1;
+    *out = (rnn_activation)i;
+    return 0;
+}
+
+int rnn_task_parse(const char *s, rnn_task *out)
+{
+    int i = lookup(task_names, 3, s);
+    if (i < 0) return -1;
+    *out = (rnn_task)i;
+    return 0;
+}
+
+int rnn_mode_parse(const char *s, rnn_mode *out)
+{
+    int i = lookup(mode_names, 2, s);
+    if (i < 0) return -1;
+    *out = (rnn_mode)i;
+    return 0;
+}
+
+int rnn_gates(rnn_cell_type c)
+{
+    switch (c) {
+    case RNN_CELL_LSTM: return 4;
+    case RNN_CELL_GRU: return 3;
+    default: return 1;
+    }
+}
+
+/* Sizes are bounded so that every product below fits comfortably in size_t
+ * and int offsets: a model is at most a few hundred million parameters. */
+#define MAX_DIM 65536
+
+int rnn_config_check(const rnn_config *c, rnn_err *err)
+{
+    if ((unsigned)c->task > RNN_TASK_CHARLM)
+        return rnn_fail(err, "task: unknown task");
+    if ((unsigned)c->mode > RNN_MODE_MANY_TO_MANY)
+        return rnn_fail(err, "mode: unknown mode");
+    if ((unsigned)c->cell > RNN_CELL_GRU)
+        return rnn_fail(err, "cell: unknown cell type");
+    if ((unsigned)c->act > RNN_ACT_SIGMOID)
+        return rnn_fail(err, "activation: unknown activation");
+    if (c->input_size < 1 || c->input_size > MAX_DIM)
+        return rnn_fail(err, "input_size: must be between 1 and %d, got %d", MAX_DIM, c->input_size);
+    if (c->hidden < 1 || c->hidden > 16384)
+        return rnn_fail(err, "hidden: must be between 1 and 16384, got %d", c->hidden);
+    if (c->layers < 1 || c->layers > RNN_MAX_LAYERS)
+        return rnn_fail(err, "layers: must be between 1 and %d, got %d", RNN_MAX_LAYERS, c->layers);
+    if (c->output_size < 1 || c->output_size > MAX_DIM)
+        return rnn_fail(err, "output_size: must be between 1 and %d, got %d", MAX_DIM, c->output_size);
+    if (c->embedding < 0 || c->embedding > 16384)
+        return rnn_fail(err, "embedding: must be between 0 and 16384, got %d", c->embedding);
+    if (c->task == RNN_TASK_CHARLM) {
+        if (c->mode != RNN_MODE_MANY_TO_MANY)
+            return rnn_fail(err, "mode: a charlm model is many_to_many");
+        if (c->embedding == 0)
+            return rnn_fail(err, "embedding: a charlm model needs an embedding size > 0");
+        if (c->output_size != c->input_size)
+            return rnn_fail(err, "output_size: a charlm model predicts its vocabulary (%d), got %d",
+                            c->input_size, c->output_size);
+    }
+    if (c->task == RNN_TASK_CLASSIFY) {
+        if (c->mode != RNN_MODE_MANY_TO_ONE)
+            return rnn_fail(err, "mode: a classify model is many_to_one");
+        if (c->output_size < 2)
+            return rnn_fail(err, "output_size: a classify model needs at least 2 classes");
+    }
+    if (c->task == RNN_TASK_REGRESSION && c->embedding > 0)
+        return rnn_fail(err, "embedding: regression takes numeric input (embedding 0)");
+    size_t G = (size_t)rnn_gates(c->cell), H = (size_t)c->hidden;
+    size_t xin = c->embedding ? (size_t)c->embedding : (size_t)c->input_size;
+    size_t n = G * H * (xin + H + 2) + (size_t)(c->layers - 1) * G * H * (2 * H + 2);
+    if (n > ((size_t)1 << 31))
+        return rnn_fail(err, "hidden: model too large (%zu recurrent parameters)", n);
+    return 0;
+}

@@ -1,0 +1,375 @@
+/*
+ * The trainer: minibatches of equal-length sequences, optional shuffling and
+ * a validation split, gradient clipping, an optimizer step per batch, and a
+ * progress callback after every step (the daemon streams loss and cancels
+ * jobs through it). A non-finite loss or gradient stops training with the
+ * epoch and step named, and the weights of the last good step restored.
+ */
+#include "internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void rnn_train_result_free(rnn_train_result *r)
+{
+    free(r->loss);
+    free(r->val_loss);
+    r->loss = r->val_loss = NULL;
+}
+
+/* Does the data fit the model? Names the first mismatch. */
+static int dataset_check(const rnn_dataset *d, const rnn_config *c, rnn_err *err)
+{
+    if (d->n < 1)
+        return rnn_fail(err, "data: no sequences");
+    if (d->task != c->task)
+        return rnn_fail(err, "task: the data is for %s, the model is %s",
+                        rnn_task_name(d->task), rnn_task_name(c->task));
+    if (d->mode != c->mode)
+        return rnn_fail(err, "mode: the data is %s, the model is %s",
+                        rnn_mode_name(d->mode), rnn_mode_name(c->mode));
+    if (c->embedding) {
+        if (!d->tok)
+            return rnn_fail(err, "data: the model takes tokens, the data is numeric");
+    } else if (!d->x || d->X != c->input_size) {
+        return rnn_fail(err, "input_size: the model takes %d features per step, the data has %d",
+                        c->input_size, d->X);
+    }
+    if (c->task == RNN_TASK_REGRESSION && d->O != c->output_size)
+        return rnn_fail(err, "output_size: the model predicts %d values, the targets have %d",
+                        c->output_size, d->O);
+    size_t steps = 0;
+    for (int i = 0; i < d->n; i++) {
+        if (d->len[i] < 1)
+            return rnn_fail(err, "data.sequences[%d]: empty sequence", i);
+        steps += (size_t)d->len[i];
+    }
+    if (d->tok)
+        for (size_t i = 0; i < steps; i++)
+            if (d->tok[i] < 0 || d->tok[i] >= c->input_size)
+                return rnn_fail(err, "data: token %d out of range [0, %d)", d->tok[i], c->input_size);
+    if (d->cls) {
+        size_t nt = c->mode == RNN_MODE_MANY_TO_MANY ? steps : (size_t)d->n;
+        for (size_t i = 0; i < nt; i++)
+            if (d->cls[i] < 0 || d->cls[i] >= c->output_size)
+                return rnn_fail(err, "data.targets: class %d out of range [0, %d)", d->cls[i],
+                                c->output_size);
+    }
+    return 0;
+}
+
+/* Time-major buffers for one batch, gathered from the sample-major dataset. */
+typedef struct batch_buf {
+    float *x, *y;
+    int32_t *tok, *cls;
+} batch_buf;
+
+static int batch_buf_init(batch_buf *bb, const rnn_dataset *d, int maxT, int maxB)
+{
+    memset(bb, 0, sizeof *bb);
+    const size_t tb = (size_t)maxT * maxB;
+    int ok = 1;
+    if (d->x) ok = ok && (bb->x = rnn_falloc(tb * d->X));
+    if (d->tok) ok = ok && (bb->tok = rnn_xcalloc(tb, sizeof(int32_t)));
+    if (d->y) ok = ok && (bb->y = rnn_falloc(tb * (d->O > 0 ? d->O : 1)));
+    if (d->cls) ok = ok && (bb->cls = rnn_xcalloc(tb, sizeof(int32_t)));
+    return ok ? 0 : -1;
+}
+
+static void batch_buf_free(batch_buf *bb)
+{
+    free(bb->x);
+    free(bb->y);
+    free(bb->tok);
+    free(bb->cls);
+}
+
+/* Fills b from the sequences idx[0..B), which all have length T. */
+static void gather(const rnn_dataset *d, const int *idx, int B, batch_buf *bb, rnn_batch *b)
+{
+    const int T = d->len[idx[0]], X = d->X, O = d->O;
+    const int m2m = d->mode == RNN_MODE_MANY_TO_MANY;
+    for (int j = 0; j < B; j++) {
+        const int s = idx[j];
+        const size_t off = d->off[s];
+        for (int t = 0; t < T; t++) {
+            const size_t dst = (size_t)t * B + j;
+            if (bb->x) memcpy(bb->x + dst * X, d->x + (off + t) * X, (size_t)X * sizeof(float));
+            if (bb->tok) bb->tok[dst] = d->tok[off + t];
+            if (m2m && bb->y) memcpy(bb->y + dst * O, d->y + (off + t) * O, (size_t)O * sizeof(float));
+            if (m2m && bb->cls) bb->cls[dst] = d->cls[off + t];
+        }
+        if (!m2m && bb->y) memcpy(bb->y + (size_t)j * O, d->y + (size_t)s * O, (size_t)O * sizeof(float));
+        if (!m2m && bb->cls) bb->cls[j] = d->cls[s];
+    }
+    b->T = T;
+    b->B = B;
+    b->x = bb->x;
+    b->tok = bb->tok;
+    b->y = bb->y;
+    b->cls = bb->cls;
+}
+
+/* Predicted elements in a batch: the weight of its mean loss in an epoch mean. */
+static double batch_weight(const rnn_dataset *d, int T, int B)
+{
+    return d->mode == RNN_MODE_MANY_TO_MANY ? (double)T * B : (double)B;
+}
+
+typedef struct keyed { int len, pos, id; } keyed;
+
+static int cmp_keyed(const void *a, const void *b)
+{
+    const keyed *x = a, *y = b;
+    if (x->len != y->len) return x->len < y->len ? -1 : 1;
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+/* Orders idx by length, keeping the given order within a length, and cuts it
+ * into batches of at most `batch` sequences that never mix lengths: batch k
+ * is idx[start[k] .. start[k] + count[k]). Returns the number of batches. */
+static int make_batches(const rnn_dataset *d, int *idx, int n, int batch, keyed *tmp,
+                        int *start, int *count)
+{
+    for (int i = 0; i < n; i++) {
+        tmp[i].len = d->len[idx[i]];
+        tmp[i].pos = i;
+        tmp[i].id = idx[i];
+    }
+    qsort(tmp, (size_t)n, sizeof *tmp, cmp_keyed);
+    int nb = 0;
+    for (int i = 0; i < n;) {
+        int j = i;
+        while (j < n && tmp[j].len == tmp[i].len && j - i < batch) j++;
+        start[nb] = i;
+        count[nb] = j - i;
+        nb++;
+        i = j;
+    }
+    for (int i = 0; i < n; i++)
+        idx[i] = tmp[i].id;
+    return nb;
+}
+
+static void shuffle_ints(int *a, int n, rnn_rng *rng)
+{
+    for (int i = n - 1; i > 0; i--) {
+        int j = (int)rnn_rng_below(rng, (uint64_t)i + 1);
+        int t = a[i]; a[i] = a[j]; a[j] = t;
+    }
+}
+
+static int max_len(const rnn_dataset *d, const int *idx, int n)
+{
+    int m = 1;
+    for (int i = 0; i < n; i++)
+        if (d->len[idx[i]] > m) m = d->len[idx[i]];
+    return m;
+}
+
+double rnn_evaluate(const rnn_model *m, const rnn_dataset *d, const int *idx_in, int n, int batch)
+{
+    if (!idx_in) n = d->n;
+    if (n < 1 || batch < 1)
+        return NAN;
+    int *idx = malloc((size_t)n * sizeof(int));
+    keyed *tmp = malloc((size_t)n * sizeof(keyed));
+    int *start = malloc((size_t)n * sizeof(int)), *count = malloc((size_t)n * sizeof(int));
+    double total = NAN, weight = 0;
+    batch_buf bb;
+    memset(&bb, 0, sizeof bb);
+    rnn_ws *ws = NULL;
+    if (!idx || !tmp || !start || !count)
+        goto out;
+    for (int i = 0; i < n; i++) idx[i] = idx_in ? idx_in[i] : i;
+    const int maxT = max_len(d, idx, n);
+    ws = rnn_ws_new(&m->cfg, maxT, batch);
+    if (!ws || batch_buf_init(&bb, d, maxT, batch))
+        goto out;
+    const int nb = make_batches(d, idx, n, batch, tmp, start, count);
+    total = 0;
+    for (int k = 0; k < nb; k++) {
+        rnn_batch b;
+        gather(d, idx + start[k], count[k], &bb, &b);
+        double w = batch_weight(d, b.T, b.B);
+        total += rnn_forward(m, ws, &b) * w;
+        weight += w;
+    }
+    total /= weight;
+out:
+    rnn_ws_free(ws);
+    batch_buf_free(&bb);
+    free(idx); free(tmp); free(start); free(count);
+    return total;
+}
+
+int rnn_train(rnn_model *m, const rnn_dataset *d, const rnn_train_cfg *cfg,
+              rnn_train_result *res, rnn_err *err)
+{
+    memset(res, 0, sizeof *res);
+    res->final_loss = res->final_val_loss = NAN;
+    if (dataset_check(d, &m->cfg, err))
+        return -1;
+    if (cfg->epochs < 0 || cfg->batch < 1)
+        return rnn_fail(err, "%s", cfg->batch < 1 ? "batch: must be at least 1" : "epochs: must be >= 0");
+    if (!(cfg->validation >= 0 && cfg->validation < 1))
+        return rnn_fail(err, "validation: must be in [0, 1), got %g", cfg->validation);
+
+    const double t0 = now_seconds();
+    int rc = -1;
+    const int n = d->n;
+    int nval = (int)floor(n * cfg->validation);
+    if (cfg->validation > 0 && nval == 0 && n >= 2) nval = 1;
+    const int ntrain = n - nval;
+    if (ntrain < 1)
+        return rnn_fail(err, "validation: leaves no sequences to train on (%d in all)", n);
+
+    rnn_rng rng;
+    rnn_rng_seed(&rng, cfg->seed ^ 0x5eed5a17c0ffee00ULL);
+    int *all = malloc((size_t)n * sizeof(int));
+    keyed *tmp = malloc((size_t)n * sizeof(keyed));
+    int *start = malloc((size_t)n * sizeof(int)), *count = malloc((size_t)n * sizeof(int));
+    int *order = malloc((size_t)n * sizeof(int));
+    float *grads = rnn_falloc(m->nparams), *good = rnn_falloc(m->nparams);
+    rnn_optim opt;
+    memset(&opt, 0, sizeof opt);
+    batch_buf bb;
+    memset(&bb, 0, sizeof bb);
+    rnn_ws *ws = NULL;
+    res->loss = rnn_xcalloc((size_t)cfg->epochs, sizeof(double));
+    res->val_loss = rnn_xcalloc((size_t)cfg->epochs, sizeof(double));
+    if (!all || !tmp || !start || !count || !order || !grads || !good || !res->loss || !res->val_loss) {
+        rnn_fail(err, "out of memory for training");
+        goto out;
+    }
+    for (int i = 0; i < n; i++) all[i] = i;
+    if (nval > 0)
+        shuffle_ints(all, n, &rng);
+    /* all[0..ntrain) train, all[ntrain..n) validation, each in data order */
+    const int *val = all + ntrain;
+    const int maxT = max_len(d, all, ntrain);
+    const int B = cfg->batch < ntrain ? cfg->batch : ntrain;
+    ws = rnn_ws_new(&m->cfg, maxT, B);
+    if (!ws || batch_buf_init(&bb, d, maxT, B)) {
+        rnn_fail(err, "out of memory for a workspace of %d steps x %d sequences", maxT, B);
+        goto out;
+    }
+    if (rnn_optim_init(&opt, &cfg->optim, m->nparams, err))
+        goto out;
+
+    /* batches per epoch do not depend on the shuffle: count them once */
+    memcpy(order, all, (size_t)ntrain * sizeof(int));
+    const int nb = make_batches(d, order, ntrain, B, tmp, start, count);
+    const long steps = (long)nb * cfg->epochs;
+    int *border = malloc((size_t)nb * sizeof(int));
+    if (!border) {
+        rnn_fail(err, "out of memory");
+        goto out;
+    }
+
+    rnn_progress pr;
+    memset(&pr, 0, sizeof pr);
+    pr.epochs = cfg->epochs;
+    pr.steps = steps;
+    pr.val_loss = NAN;
+    rc = 0;
+    for (int ep = 1; ep <= cfg->epochs && rc == 0; ep++) {
+        memcpy(order, all, (size_t)ntrain * sizeof(int));
+        if (cfg->shuffle)
+            shuffle_ints(order, ntrain, &rng);
+        make_batches(d, order, ntrain, B, tmp, start, count);
+        for (int k = 0; k < nb; k++) border[k] = k;
+        if (cfg->shuffle)
+            shuffle_ints(border, nb, &rng);
+        double sum = 0, weight = 0;
+        for (int kk = 0; kk < nb; kk++) {
+            const int k = border[kk];
+            rnn_batch b;
+            gather(d, order + start[k], count[k], &bb, &b);
+            memset(grads, 0, m->nparams * sizeof(float));
+            double loss = rnn_forward(m, ws, &b);
+            if (!isfinite(loss)) {
+                rnn_fail(err, "training diverged: loss is %s at epoch %d, step %ld",
+                         isnan(loss) ? "NaN" : "infinite", ep, pr.step + 1);
+                rc = -1;
+                break;
+            }
+            rnn_backward(m, ws, &b, cfg->bptt, grads, NULL);
+            double norm = cfg->clip > 0 ? rnn_clip_grad(grads, m->nparams, cfg->clip)
+                                        : rnn_grad_norm(grads, m->nparams);
+            if (!isfinite(norm)) {
+                rnn_fail(err, "training diverged: gradient is not finite at epoch %d, step %ld",
+                         ep, pr.step + 1);
+                rc = -1;
+                break;
+            }
+            memcpy(good, m->params, m->nparams * sizeof(float));
+            rnn_optim_step(&opt, m->params, grads);
+            const double w = batch_weight(d, b.T, b.B);
+            sum += loss * w;
+            weight += w;
+            pr.epoch = ep;
+            pr.step++;
+            pr.loss = loss;
+            pr.epoch_end = 0;
+            pr.elapsed = now_seconds() - t0;
+            if (cfg->progress && cfg->progress(cfg->progress_ud, &pr)) {
+                rc = 1;
+                break;
+            }
+        }
+        if (rc != 0)
+            break;
+        /* an update may itself overflow: check the weights before the epoch counts */
+        int finite = 1;
+        for (size_t i = 0; i < m->nparams && finite; i++)
+            finite = isfinite(m->params[i]);
+        if (!finite) {
+            rnn_fail(err, "training diverged: weights are not finite after epoch %d, step %ld",
+                     ep, pr.step);
+            memcpy(m->params, good, m->nparams * sizeof(float));
+            rc = -1;
+            break;
+        }
+        res->loss[ep - 1] = sum / weight;
+        res->val_loss[ep - 1] = nval > 0 ? rnn_evaluate(m, d, val, nval, B) : NAN;
+        res->epochs_done = ep;
+        res->final_loss = res->loss[ep - 1];
+        res->final_val_loss = res->val_loss[ep - 1];
+        pr.epoch = ep;
+        pr.epoch_end = 1;
+        pr.epoch_loss = res->loss[ep - 1];
+        pr.val_loss = res->val_loss[ep - 1];
+        pr.elapsed = now_seconds() - t0;
+        if (cfg->progress && cfg->progress(cfg->progress_ud, &pr))
+            rc = 1;
+    }
+    if (rc == -1 && pr.step > 0) {
+        /* the failing step's update never landed, but the previous one may
+         * have produced the non-finite values: go back to the last good copy */
+        int finite = 1;
+        for (size_t i = 0; i < m->nparams && finite; i++)
+            finite = isfinite(m->params[i]);
+        if (!finite)
+            memcpy(m->params, good, m->nparams * sizeof(float));
+    }
+    res->steps_done = pr.step;
+    free(border);
+out:
+    res->seconds = now_seconds() - t0;
+    rnn_ws_free(ws);
+    batch_buf_free(&bb);
+    rnn_optim_free(&opt);
+    free(all); free(tmp); free(start); free(count); free(order); free(grads); free(good);
+    return rc;
+}

@@ -1,0 +1,2 @@
+#include "suites.h"
+Suite *dataset_suite(void) { return suite_create("dataset"); }

@@ -1,0 +1,218 @@
+/* The engine against PyTorch: for every case written by tests/ref/gen.py,
+ * outputs, loss, every parameter gradient, the input gradient, and the
+ * weights after three SGD (momentum) and three AdamW steps must agree to
+ * 1e-5 of each tensor's scale. Prints the max error per tensor. */
+#include "refcase.h"
+#include "suites.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TOL 1e-5
+#define MAXCASES 64
+
+static char names[MAXCASES][128];
+static int ncases;
+
+typedef struct fixture {
+    ref_case rc;
+    rnn_model m;
+    rnn_ws *ws;
+    rnn_batch b;
+    int32_t *tok, *cls;
+    float *grads;
+} fixture;
+
+static int32_t *to_ints(const ref_tensor *t)
+{
+    int32_t *v = malloc(t->n * sizeof(int32_t));
+    for (size_t i = 0; i < t->n; i++) v[i] = (int32_t)lrintf(t->v[i]);
+    return v;
+}
+
+static void load_weights(fixture *fx, const char *prefix)
+{
+    char name[128];
+    for (int i = 0; i < fx->m.ntensors; i++) {
+        const rnn_tensor *t = &fx->m.tensors[i];
+        snprintf(name, sizeof name, "%s%s", prefix, t->name);
+        const ref_tensor *r = ref_get(&fx->rc, name);
+        ck_assert_msg(r, "%s: reference has no %s", fx->rc.name, name);
+        ck_assert_msg(r->n == t->size, "%s: %s has %zu values, model %zu", fx->rc.name, name, r->n, t->size);
+        memcpy(fx->m.params + t->offset, r->v, t->size * sizeof(float));
+    }
+}
+
+static void fixture_open(fixture *fx, const char *file)
+{
+    char path[512], err[512];
+    memset(fx, 0, sizeof *fx);
+    snprintf(path, sizeof path, "%s/%s", ref_dir(), file);
+    ck_assert_msg(ref_load(path, &fx->rc, err, sizeof err) == 0, "%s", err);
+    rnn_err e;
+    ck_assert_msg(rnn_model_init(&fx->m, &fx->rc.cfg, &e) == 0, "%s: %s", fx->rc.name, e.msg);
+    load_weights(fx, "");
+    fx->ws = rnn_ws_new(&fx->rc.cfg, fx->rc.T, fx->rc.B);
+    ck_assert(fx->ws);
+    fx->b.T = fx->rc.T;
+    fx->b.B = fx->rc.B;
+    const ref_tensor *t;
+    if ((t = ref_get(&fx->rc, "input"))) fx->b.x = t->v;
+    if ((t = ref_get(&fx->rc, "tokens"))) fx->b.tok = fx->tok = to_ints(t);
+    if ((t = ref_get(&fx->rc, "target"))) fx->b.y = t->v;
+    if ((t = ref_get(&fx->rc, "target_class"))) fx->b.cls = fx->cls = to_ints(t);
+    fx->grads = calloc(fx->m.nparams, sizeof(float));
+}
+
+static void fixture_close(fixture *fx)
+{
+    free(fx->grads);
+    free(fx->tok);
+    free(fx->cls);
+    rnn_ws_free(fx->ws);
+    rnn_model_free(&fx->m);
+    ref_free(&fx->rc);
+}
+
+static double check_tensor(const fixture *fx, const char *refname, const float *got, size_t n)
+{
+    const ref_tensor *r = ref_get(&fx->rc, refname);
+    ck_assert_msg(r, "%s: reference has no %s", fx->rc.name, refname);
+    ck_assert_msg(r->n == n, "%s: %s: %zu values, reference %zu", fx->rc.name, refname, n, r->n);
+    double e = ref_relerr(got, r->v, n);
+    printf("  %-22s %-30s max rel err %.2e\n", fx->rc.name, refname, e);
+    ck_assert_msg(e <= TOL, "%s: %s differs from PyTorch: max rel err %.3e > %.0e", fx->rc.name,
+                  refname, e, TOL);
+    return e;
+}
+
+static void check_params(const fixture *fx, const char *prefix, const float *buf)
+{
+    char name[128];
+    for (int i = 0; i < fx->m.ntensors; i++) {
+        const rnn_tensor *t = &fx->m.tensors[i];
+        snprintf(name, sizeof name, "%s%s", prefix, t->name);
+        check_tensor(fx, name, buf + t->offset, t->size);
+    }
+}
+
+START_TEST(test_ref_case_present)
+{
+    ck_assert_msg(ncases >= 25, "expected at least 25 reference cases in %s, found %d", ref_dir(), ncases);
+}
+END_TEST
+
+START_TEST(test_forward_backward)
+{
+    ck_assert_int_lt(_i, ncases);
+    fixture fx;
+    fixture_open(&fx, names[_i]);
+    double loss = rnn_forward(&fx.m, fx.ws, &fx.b);
+    const ref_tensor *o = ref_get(&fx.rc, "output");
+    check_tensor(&fx, "output", rnn_ws_outputs(fx.ws), o->n);
+    float lf = (float)loss;
+    check_tensor(&fx, "loss", &lf, 1);
+    float *dx = NULL;
+    if (fx.b.x) dx = calloc((size_t)fx.rc.T * fx.rc.B * fx.rc.cfg.input_size, sizeof(float));
+    rnn_backward(&fx.m, fx.ws, &fx.b, fx.rc.bptt, fx.grads, dx);
+    check_params(&fx, "grad.", fx.grads);
+    if (dx) check_tensor(&fx, "grad.input", dx, (size_t)fx.rc.T * fx.rc.B * fx.rc.cfg.input_size);
+    float norm = (float)rnn_grad_norm(fx.grads, fx.m.nparams);
+    check_tensor(&fx, "grad_norm", &norm, 1);
+    free(dx);
+    fixture_close(&fx);
+}
+END_TEST
+
+/* Three optimizer steps on the same batch, clipping as the case says. */
+static void run_steps(fixture *fx, const rnn_optim_cfg *oc)
+{
+    rnn_optim opt;
+    rnn_err e;
+    ck_assert(rnn_optim_init(&opt, oc, fx->m.nparams, &e) == 0);
+    for (int s = 0; s < fx->rc.steps; s++) {
+        memset(fx->grads, 0, fx->m.nparams * sizeof(float));
+        rnn_forward(&fx->m, fx->ws, &fx->b);
+        rnn_backward(&fx->m, fx->ws, &fx->b, fx->rc.bptt, fx->grads, NULL);
+        if (fx->rc.clip > 0) rnn_clip_grad(fx->grads, fx->m.nparams, fx->rc.clip);
+        rnn_optim_step(&opt, fx->m.params, fx->grads);
+    }
+    rnn_optim_free(&opt);
+}
+
+START_TEST(test_sgd_steps)
+{
+    fixture fx;
+    fixture_open(&fx, names[_i]);
+    rnn_optim_cfg oc;
+    rnn_optim_defaults(&oc, RNN_OPT_SGD);
+    oc.lr = fx.rc.sgd_lr;
+    oc.momentum = fx.rc.sgd_momentum;
+    oc.nesterov = fx.rc.nesterov;
+    run_steps(&fx, &oc);
+    check_params(&fx, "sgd.", fx.m.params);
+    fixture_close(&fx);
+}
+END_TEST
+
+START_TEST(test_adam_steps)
+{
+    fixture fx;
+    fixture_open(&fx, names[_i]);
+    rnn_optim_cfg oc;
+    rnn_optim_defaults(&oc, RNN_OPT_ADAM);
+    oc.lr = fx.rc.adam_lr;
+    oc.weight_decay = fx.rc.adam_wd;
+    run_steps(&fx, &oc);
+    check_params(&fx, "adam.", fx.m.params);
+    fixture_close(&fx);
+}
+END_TEST
+
+/* Stepping one step at a time (generation, forecasting) must give the
+ * forward pass's outputs. */
+START_TEST(test_step_matches_forward)
+{
+    fixture fx;
+    fixture_open(&fx, names[_i]);
+    const rnn_config *c = &fx.rc.cfg;
+    rnn_forward(&fx.m, fx.ws, &fx.b);
+    rnn_state st;
+    ck_assert(rnn_state_init(&st, c, fx.rc.B) == 0);
+    const int O = c->output_size, B = fx.rc.B, X = c->input_size;
+    float *out = malloc((size_t)B * O * sizeof(float));
+    float *all = malloc((size_t)fx.rc.T * B * O * sizeof(float));
+    for (int t = 0; t < fx.rc.T; t++) {
+        rnn_step(&fx.m, &st, fx.b.x ? fx.b.x + (size_t)t * B * X : NULL,
+                 fx.b.tok ? fx.b.tok + (size_t)t * B : NULL, out);
+        memcpy(all + (size_t)t * B * O, out, (size_t)B * O * sizeof(float));
+    }
+    const float *want = rnn_ws_outputs(fx.ws);
+    const float *got = c->mode == RNN_MODE_MANY_TO_ONE ? out : all;
+    size_t n = c->mode == RNN_MODE_MANY_TO_ONE ? (size_t)B * O : (size_t)fx.rc.T * B * O;
+    double e = ref_relerr(got, want, n);
+    ck_assert_msg(e < 1e-5, "%s: stepping differs from the forward pass by %.3e", fx.rc.name, e);
+    free(out);
+    free(all);
+    rnn_state_free(&st);
+    fixture_close(&fx);
+}
+END_TEST
+
+Suite *ref_suite(void)
+{
+    ncases = ref_list(names, MAXCASES);
+    Suite *s = suite_create("pytorch_ref");
+    TCase *tc = tcase_create("cases");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_ref_case_present);
+    int n = ncases > 0 ? ncases : 1;
+    tcase_add_loop_test(tc, test_forward_backward, 0, n);
+    tcase_add_loop_test(tc, test_sgd_steps, 0, n);
+    tcase_add_loop_test(tc, test_adam_steps, 0, n);
+    tcase_add_loop_test(tc, test_step_matches_forward, 0, n);
+    suite_add_tcase(s, tc);
+    return s;
+}
