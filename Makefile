@@ -16,7 +16,7 @@ SAN_address   := -fsanitize=address -fno-omit-frame-pointer
 SAN_undefined := -fsanitize=undefined -fno-sanitize-recover=all
 SAN_thread    := -fsanitize=thread
 SANFLAGS  := $(SAN_$(SANITIZER))
-OPT       ?= -O2
+OPT       ?= -O3
 
 CFLAGS   ?= $(OPT) -g
 WARN     := -std=c11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
@@ -77,7 +77,7 @@ $(BENCH_BIN): $(BENCH_SRC) $(LIBRNN)
 	$(CC) $(ALL_CFLAGS) -o $@ $(BENCH_SRC) $(LIBRNN) $(LDLIBS)
 
 bench: deps
-	@$(MAKE) --no-print-directory OPT=-O2 $(BENCH_BIN)
+	@$(MAKE) --no-print-directory $(BENCH_BIN)
 	OPENBLAS_NUM_THREADS=1 sh bench/run.sh $(BENCH_BIN)
 
 clean:

@@ -158,11 +158,11 @@ static void colsum_acc(int M, int N, const float *d, float *db)
  * the input projection already added); on exit the activated gates. */
 
 /* RNN: h' = act(W_ih x + b_ih + W_hh h + b_hh) */
-static void rnn_cell_fwd(int n, rnn_activation act, float *restrict g, float *restrict h)
+RNN_VECTOR_KERNEL static void rnn_cell_fwd(int n, rnn_activation act, float *restrict g, float *restrict h)
 {
     switch (act) {
     case RNN_ACT_TANH:
-        for (int i = 0; i < n; i++) h[i] = g[i] = tanhf(g[i]);
+        for (int i = 0; i < n; i++) h[i] = g[i] = rnn_tanhf(g[i]);
         break;
     case RNN_ACT_RELU:
         for (int i = 0; i < n; i++) h[i] = g[i] = g[i] > 0.0f ? g[i] : 0.0f;
@@ -174,7 +174,7 @@ static void rnn_cell_fwd(int n, rnn_activation act, float *restrict g, float *re
 }
 
 /* LSTM: i, f, o = sigmoid(.), g = tanh(.); c' = f*c + i*g; h' = o*tanh(c') */
-static void lstm_cell_fwd(int B, int H, float *restrict g, const float *cprev,
+RNN_VECTOR_KERNEL static void lstm_cell_fwd(int B, int H, float *restrict g, const float *cprev,
                           float *c, float *restrict tc, float *restrict h)
 {
     for (int b = 0; b < B; b++) {
@@ -182,9 +182,9 @@ static void lstm_cell_fwd(int B, int H, float *restrict g, const float *cprev,
         const size_t r = (size_t)b * H;
         for (int j = 0; j < H; j++) {
             float i = rnn_sigmoidf(gi[j]), f = rnn_sigmoidf(gf[j]);
-            float gc = tanhf(gg[j]), o = rnn_sigmoidf(go[j]);
+            float gc = rnn_tanhf(gg[j]), o = rnn_sigmoidf(go[j]);
             float cn = f * cprev[r + j] + i * gc;
-            float t = tanhf(cn);
+            float t = rnn_tanhf(cn);
             gi[j] = i; gf[j] = f; gg[j] = gc; go[j] = o;
             c[r + j] = cn;
             tc[r + j] = t;
@@ -196,7 +196,7 @@ static void lstm_cell_fwd(int B, int H, float *restrict g, const float *cprev,
 /* GRU: r, z = sigmoid(W_i x + b_i + W_h h + b_h);
  *      n = tanh(W_in x + b_in + r*(W_hn h + b_hn)); h' = (1-z)*n + z*h
  * hp holds h W_hh^T without bias (zero at t = 0). */
-static void gru_cell_fwd(int B, int H, float *restrict g, const float *restrict hp,
+RNN_VECTOR_KERNEL static void gru_cell_fwd(int B, int H, float *restrict g, const float *restrict hp,
                          const float *restrict b_hh, const float *hprev,
                          float *restrict hn, float *h)
 {
@@ -208,7 +208,7 @@ static void gru_cell_fwd(int B, int H, float *restrict g, const float *restrict 
             float r = rnn_sigmoidf(gr[j] + pr[j] + b_hh[j]);
             float z = rnn_sigmoidf(gz[j] + pz[j] + b_hh[H + j]);
             float hnj = pn[j] + b_hh[2 * H + j];
-            float n = tanhf(gn[j] + r * hnj);
+            float n = rnn_tanhf(gn[j] + r * hnj);
             gr[j] = r; gz[j] = z; gn[j] = n;
             hn[r0 + j] = hnj;
             h[r0 + j] = (1.0f - z) * n + z * hprev[r0 + j];
@@ -339,7 +339,7 @@ double rnn_forward(const rnn_model *m, rnn_ws *ws, const rnn_batch *b)
 /* d: dloss/dh of this layer's outputs, (T, B, H); the recurrent part is added
  * into d[t-1] as the sweep goes. On return ws->dg (and dgh) hold the gate
  * gradients of every step. */
-static void layer_sweep(const rnn_model *m, rnn_ws *ws, int l, float *d, int bptt)
+RNN_VECTOR_KERNEL static void layer_sweep(const rnn_model *m, rnn_ws *ws, int l, float *d, int bptt)
 {
     const rnn_config *c = &m->cfg;
     const rnn_layer_params *p = &m->layer[l];
