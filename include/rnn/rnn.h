@@ -256,6 +256,9 @@ int rnn_dataset_from_text(rnn_dataset *d, const char *text, size_t len, int wind
 /* UTF-8 helpers for charlm vocabularies. Decode returns the code point count
  * or -1 on malformed UTF-8. */
 int rnn_utf8_decode(const char *s, size_t len, uint32_t *out, size_t max);
+/* The sorted set of characters of text as a UTF-8 string (a charlm
+ * vocabulary); NULL on malformed UTF-8 or no memory. Caller frees. */
+char *rnn_vocab_of(const char *text, size_t len);
 /* Token id of code point cp in vocab (a UTF-8 string), or -1. */
 int rnn_vocab_index(const char *vocab, uint32_t cp);
 /* Writes the UTF-8 of vocab's token i into buf (>= 5 bytes); returns bytes. */

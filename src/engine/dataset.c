@@ -198,6 +198,32 @@ static int cmp_u32(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+char *rnn_vocab_of(const char *text, size_t len)
+{
+    int n = rnn_utf8_decode(text, len, NULL, 0);
+    if (n < 0)
+        return NULL;
+    uint32_t *cps = rnn_xcalloc((size_t)n, sizeof(uint32_t));
+    char *voc = cps ? rnn_xcalloc((size_t)n * 4 + 1, 1) : NULL;
+    if (voc) {
+        rnn_utf8_decode(text, len, cps, (size_t)n);
+        qsort(cps, (size_t)n, sizeof(uint32_t), cmp_u32);
+        size_t p = 0;
+        for (int i = 0; i < n; i++)
+            if (i == 0 || cps[i] != cps[i - 1])
+                p += (size_t)utf8_put(cps[i], voc + p);
+        voc[p] = 0;
+    }
+    free(cps);
+    return voc;
+}
+
+static int vocab_find(const uint32_t *set, int V, uint32_t cp)
+{
+    const uint32_t *hit = bsearch(&cp, set, (size_t)V, sizeof(uint32_t), cmp_u32);
+    return hit ? (int)(hit - set) : -1;
+}
+
 int rnn_dataset_from_text(rnn_dataset *d, const char *text, size_t len, int window,
                           const char *vocab, rnn_err *err)
 {
@@ -210,49 +236,36 @@ int rnn_dataset_from_text(rnn_dataset *d, const char *text, size_t len, int wind
     if (n < window + 1)
         return rnn_fail(err, "data.text: needs more than window (%d) characters, got %d", window, n);
     uint32_t *cps = rnn_xcalloc((size_t)n, sizeof(uint32_t));
-    uint32_t *set = rnn_xcalloc((size_t)n, sizeof(uint32_t));
+    uint32_t *set = NULL;
     char *voc = NULL;
     int32_t *ids = rnn_xcalloc((size_t)n, sizeof(int32_t));
     int rc = -1;
-    if (!cps || !set || !ids) {
+    if (!cps || !ids) {
         rnn_fail(err, "data: out of memory");
         goto fail;
     }
     rnn_utf8_decode(text, len, cps, (size_t)n);
-    int V = 0;
-    if (vocab) {
-        V = rnn_utf8_decode(vocab, strlen(vocab), NULL, 0);
-        if (V < 1) {
-            rnn_fail(err, "vocab: empty or not valid UTF-8");
-            goto fail;
-        }
-        voc = strdup(vocab);
-    } else {
-        memcpy(set, cps, (size_t)n * sizeof(uint32_t));
-        qsort(set, (size_t)n, sizeof(uint32_t), cmp_u32);
-        for (int i = 0; i < n; i++)
-            if (V == 0 || set[V - 1] != set[i])
-                set[V++] = set[i];
-        voc = rnn_xcalloc((size_t)V * 4 + 1, 1);
-        if (voc) {
-            size_t p = 0;
-            for (int i = 0; i < V; i++)
-                p += (size_t)utf8_put(set[i], voc + p);
-            voc[p] = 0;
-        }
-    }
+    voc = vocab ? strdup(vocab) : rnn_vocab_of(text, len);
     if (!voc) {
         rnn_fail(err, "data: out of memory");
         goto fail;
     }
-    for (int i = 0; i < n; i++) {
-        int k;
-        if (vocab) {
-            k = rnn_vocab_index(voc, cps[i]);
-        } else {
-            uint32_t *hit = bsearch(&cps[i], set, (size_t)V, sizeof(uint32_t), cmp_u32);
-            k = (int)(hit - set);
+    const int V = rnn_utf8_decode(voc, strlen(voc), NULL, 0);
+    if (V < 1) {
+        rnn_fail(err, "vocab: empty or not valid UTF-8");
+        goto fail;
+    }
+    /* the derived vocabulary is sorted, so its code points can be searched */
+    if (!vocab) {
+        set = rnn_xcalloc((size_t)V, sizeof(uint32_t));
+        if (!set) {
+            rnn_fail(err, "data: out of memory");
+            goto fail;
         }
+        rnn_utf8_decode(voc, strlen(voc), set, (size_t)V);
+    }
+    for (int i = 0; i < n; i++) {
+        int k = vocab ? rnn_vocab_index(voc, cps[i]) : vocab_find(set, V, cps[i]);
         if (k < 0) {
             char c[5] = {0};
             utf8_put(cps[i], c);

@@ -1,0 +1,765 @@
+/*
+ * The job spec (DESIGN.md, "Job spec"): parsing with cJSON, checking every
+ * key against a table of what it may be, and building the dataset of its
+ * "data" object. Every error names the key path ("optimizer.lr",
+ * "data.sequences[3][7]") and what was expected.
+ */
+#include "rnn/job.h"
+#include "internal.h"
+
+#include <cJSON.h>
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+int rnn_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 1 || n > 64 || s[0] == '.')
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '-' && s[i] != '.')
+            return 0;
+    return 1;
+}
+
+/* ------------------------------------------------------------------ typed getters */
+
+static int only_keys(const cJSON *obj, const char *path, const char *const *keys, rnn_err *err)
+{
+    for (const cJSON *it = obj->child; it; it = it->next) {
+        int ok = 0;
+        for (int i = 0; keys[i] && !ok; i++)
+            ok = strcmp(it->string, keys[i]) == 0;
+        if (!ok)
+            return rnn_fail(err, "%s%s%s: unknown key", path, *path ? "." : "", it->string);
+    }
+    return 0;
+}
+
+/* Each getter leaves *out alone when the key is absent and returns 1 if it
+ * was present, 0 if absent, -1 on a wrong type or range. */
+static int get_num(const cJSON *obj, const char *path, const char *key, double lo, double hi,
+                   double *out, rnn_err *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    const char *dot = *path ? "." : "";
+    if (!v)
+        return 0;
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+        return rnn_fail(err, "%s%s%s: must be a number", path, dot, key);
+    if (v->valuedouble < lo || v->valuedouble > hi)
+        return rnn_fail(err, "%s%s%s: must be between %g and %g, got %g", path, dot, key, lo, hi,
+                        v->valuedouble);
+    *out = v->valuedouble;
+    return 1;
+}
+
+static int get_int(const cJSON *obj, const char *path, const char *key, long lo, long hi,
+                   long *out, rnn_err *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    const char *dot = *path ? "." : "";
+    if (!v)
+        return 0;
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || !isfinite(v->valuedouble))
+        return rnn_fail(err, "%s%s%s: must be a whole number", path, dot, key);
+    if (v->valuedouble < (double)lo || v->valuedouble > (double)hi)
+        return rnn_fail(err, "%s%s%s: must be between %ld and %ld, got %.0f", path, dot, key, lo, hi,
+                        v->valuedouble);
+    *out = (long)v->valuedouble;
+    return 1;
+}
+
+static int get_i(const cJSON *obj, const char *path, const char *key, int lo, int hi, int *out,
+                 rnn_err *err)
+{
+    long v = *out;
+    int rc = get_int(obj, path, key, lo, hi, &v, err);
+    *out = (int)v;
+    return rc;
+}
+
+static int get_bool(const cJSON *obj, const char *path, const char *key, int *out, rnn_err *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v)
+        return 0;
+    if (!cJSON_IsBool(v))
+        return rnn_fail(err, "%s%s%s: must be true or false", path, *path ? "." : "", key);
+    *out = cJSON_IsTrue(v);
+    return 1;
+}
+
+static int get_str(const cJSON *obj, const char *path, const char *key, const char **out,
+                   rnn_err *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v)
+        return 0;
+    if (!cJSON_IsString(v))
+        return rnn_fail(err, "%s%s%s: must be a string", path, *path ? "." : "", key);
+    *out = v->valuestring;
+    return 1;
+}
+
+static int get_obj(const cJSON *obj, const char *key, const cJSON **out, rnn_err *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v)
+        return 0;
+    if (!cJSON_IsObject(v))
+        return rnn_fail(err, "%s: must be an object", key);
+    *out = v;
+    return 1;
+}
+
+/* ------------------------------------------------------------------ parse */
+
+static const char *const top_keys[] = {
+    "model", "task", "mode", "cell", "activation", "hidden", "layers", "embedding", "init",
+    "data", "validation", "epochs", "batch", "shuffle", "optimizer", "clip", "bptt",
+    "from_scratch", NULL};
+static const char *const init_keys[] = {"seed", "recurrent", NULL};
+static const char *const opt_keys[] = {"name", "lr", "momentum", "nesterov", "beta1", "beta2",
+                                       "eps", "weight_decay", NULL};
+
+void rnn_job_free(rnn_job *job)
+{
+    if (!job)
+        return;
+    cJSON_Delete(job->data);
+    free(job->labels_json);
+    memset(job, 0, sizeof *job);
+}
+
+static int parse_enum(const cJSON *root, const char *key, int (*parse)(const char *, void *),
+                      void *out, const char *choices, int *has, rnn_err *err)
+{
+    const char *s = NULL;
+    int rc = get_str(root, "", key, &s, err);
+    if (rc < 0)
+        return -1;
+    if (rc == 0)
+        return 0;
+    if (parse(s, out))
+        return rnn_fail(err, "%s: must be one of %s, got \"%s\"", key, choices, s);
+    *has = 1;
+    return 0;
+}
+
+#define PARSE_ENUM(key, fn, out, choices, has) \
+    parse_enum(root, key, (int (*)(const char *, void *))fn, out, choices, has, err)
+
+int rnn_job_parse(rnn_job *job, const char *json, size_t len, rnn_err *err)
+{
+    memset(job, 0, sizeof *job);
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    if (!root)
+        return rnn_fail(err, "job: not valid JSON");
+    int rc = -1;
+    if (!cJSON_IsObject(root)) {
+        rnn_fail(err, "job: must be a JSON object");
+        goto out;
+    }
+    if (only_keys(root, "", top_keys, err))
+        goto out;
+
+    rnn_config *c = &job->cfg;
+    c->task = RNN_TASK_REGRESSION;
+    c->mode = RNN_MODE_MANY_TO_ONE;
+    c->cell = RNN_CELL_LSTM;
+    c->act = RNN_ACT_TANH;
+    c->hidden = 64;
+    c->layers = 1;
+    c->embedding = 16;
+    job->seed = 1;
+    job->rinit = RNN_INIT_DEFAULT;
+    rnn_train_cfg *t = &job->train;
+    t->epochs = 10;
+    t->batch = 32;
+    t->shuffle = 1;
+    rnn_optim_defaults(&t->optim, RNN_OPT_ADAM);
+
+    const char *s = NULL;
+    int r = get_str(root, "", "model", &s, err);
+    if (r < 0)
+        goto out;
+    if (r > 0) {
+        if (!rnn_name_ok(s)) {
+            rnn_fail(err, "model: must be 1-64 characters of A-Z a-z 0-9 _ . - (not starting with '.'), got \"%.80s\"", s);
+            goto out;
+        }
+        snprintf(job->model, sizeof job->model, "%s", s);
+    }
+    if (PARSE_ENUM("task", rnn_task_parse, &c->task, "regression, classify, charlm", &job->has[RNN_JOB_HAS_TASK]) ||
+        PARSE_ENUM("mode", rnn_mode_parse, &c->mode, "many_to_one, many_to_many", &job->has[RNN_JOB_HAS_MODE]) ||
+        PARSE_ENUM("cell", rnn_cell_parse, &c->cell, "rnn, lstm, gru", &job->has[RNN_JOB_HAS_CELL]) ||
+        PARSE_ENUM("activation", rnn_activation_parse, &c->act, "tanh, relu, sigmoid", &job->has[RNN_JOB_HAS_ACT]))
+        goto out;
+    if (!job->has[RNN_JOB_HAS_MODE])
+        c->mode = c->task == RNN_TASK_CHARLM ? RNN_MODE_MANY_TO_MANY : RNN_MODE_MANY_TO_ONE;
+    if (c->task == RNN_TASK_CHARLM && c->mode != RNN_MODE_MANY_TO_MANY) {
+        rnn_fail(err, "mode: a charlm job is many_to_many");
+        goto out;
+    }
+    if (c->task == RNN_TASK_CLASSIFY && c->mode != RNN_MODE_MANY_TO_ONE) {
+        rnn_fail(err, "mode: a classify job is many_to_one");
+        goto out;
+    }
+    if ((r = get_i(root, "", "hidden", 1, 4096, &c->hidden, err)) < 0) goto out;
+    job->has[RNN_JOB_HAS_HIDDEN] = r;
+    if ((r = get_i(root, "", "layers", 1, RNN_MAX_LAYERS, &c->layers, err)) < 0) goto out;
+    job->has[RNN_JOB_HAS_LAYERS] = r;
+    if ((r = get_i(root, "", "embedding", 1, 4096, &c->embedding, err)) < 0) goto out;
+    job->has[RNN_JOB_HAS_EMBEDDING] = r;
+
+    const cJSON *o = NULL;
+    if ((r = get_obj(root, "init", &o, err)) < 0) goto out;
+    if (r > 0) {
+        long seed = 1;
+        if (only_keys(o, "init", init_keys, err)) goto out;
+        if (get_int(o, "init", "seed", 0, 9007199254740991L, &seed, err) < 0) goto out;
+        job->seed = (uint64_t)seed;
+        if ((r = get_str(o, "init", "recurrent", &s, err)) < 0) goto out;
+        if (r > 0) {
+            if (!strcmp(s, "default")) job->rinit = RNN_INIT_DEFAULT;
+            else if (!strcmp(s, "identity")) job->rinit = RNN_INIT_IDENTITY;
+            else if (!strcmp(s, "orthogonal")) job->rinit = RNN_INIT_ORTHOGONAL;
+            else {
+                rnn_fail(err, "init.recurrent: must be one of default, identity, orthogonal, got \"%s\"", s);
+                goto out;
+            }
+        }
+    }
+    t->seed = job->seed;
+
+    if (get_num(root, "", "validation", 0, 0.9, &t->validation, err) < 0) goto out;
+    if (get_i(root, "", "epochs", 0, 1000000, &t->epochs, err) < 0) goto out;
+    if (get_i(root, "", "batch", 1, 65536, &t->batch, err) < 0) goto out;
+    if (get_bool(root, "", "shuffle", &t->shuffle, err) < 0) goto out;
+    if (get_num(root, "", "clip", 0, 1e9, &t->clip, err) < 0) goto out;
+    if (get_i(root, "", "bptt", 0, 1000000, &t->bptt, err) < 0) goto out;
+    if (get_bool(root, "", "from_scratch", &job->from_scratch, err) < 0) goto out;
+
+    if ((r = get_obj(root, "optimizer", &o, err)) < 0) goto out;
+    if (r > 0) {
+        if (only_keys(o, "optimizer", opt_keys, err)) goto out;
+        const char *name = "adam";
+        if (get_str(o, "optimizer", "name", &name, err) < 0) goto out;
+        if (!strcmp(name, "adam") || !strcmp(name, "adamw")) rnn_optim_defaults(&t->optim, RNN_OPT_ADAM);
+        else if (!strcmp(name, "sgd")) rnn_optim_defaults(&t->optim, RNN_OPT_SGD);
+        else {
+            rnn_fail(err, "optimizer.name: must be sgd or adam, got \"%s\"", name);
+            goto out;
+        }
+        rnn_optim_cfg *oc = &t->optim;
+        if (get_num(o, "optimizer", "lr", 1e-12, 100, &oc->lr, err) < 0) goto out;
+        if (get_num(o, "optimizer", "weight_decay", 0, 10, &oc->weight_decay, err) < 0) goto out;
+        if (oc->kind == RNN_OPT_SGD) {
+            if (get_num(o, "optimizer", "momentum", 0, 0.9999, &oc->momentum, err) < 0) goto out;
+            if (get_bool(o, "optimizer", "nesterov", &oc->nesterov, err) < 0) goto out;
+            if (oc->nesterov && oc->momentum <= 0) {
+                rnn_fail(err, "optimizer.nesterov: needs momentum > 0");
+                goto out;
+            }
+            for (const char *const *k = (const char *const[]){"beta1", "beta2", "eps", NULL}; *k; k++)
+                if (cJSON_GetObjectItemCaseSensitive(o, *k)) {
+                    rnn_fail(err, "optimizer.%s: only for adam", *k);
+                    goto out;
+                }
+        } else {
+            if (get_num(o, "optimizer", "beta1", 0, 0.9999999, &oc->beta1, err) < 0) goto out;
+            if (get_num(o, "optimizer", "beta2", 0, 0.9999999, &oc->beta2, err) < 0) goto out;
+            if (get_num(o, "optimizer", "eps", 1e-30, 1, &oc->eps, err) < 0) goto out;
+            for (const char *const *k = (const char *const[]){"momentum", "nesterov", NULL}; *k; k++)
+                if (cJSON_GetObjectItemCaseSensitive(o, *k)) {
+                    rnn_fail(err, "optimizer.%s: only for sgd", *k);
+                    goto out;
+                }
+        }
+    }
+
+    cJSON *data = cJSON_DetachItemFromObjectCaseSensitive(root, "data");
+    if (!data) {
+        rnn_fail(err, "data: missing (sequences, series, text, file or generator)");
+        goto out;
+    }
+    job->data = data;
+    if (!cJSON_IsObject(data)) {
+        rnn_fail(err, "data: must be an object");
+        goto out;
+    }
+    rc = 0;
+out:
+    cJSON_Delete(root);
+    if (rc)
+        rnn_job_free(job);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ data */
+
+static int window_of(const cJSON *d, int *w, rnn_err *err)
+{
+    *w = 0;
+    int r = get_i(d, "data", "window", 1, 100000, w, err);
+    if (r < 0)
+        return -1;
+    if (r == 0)
+        return rnn_fail(err, "data.window: missing (steps per training sequence)");
+    return 0;
+}
+
+/* A JSON array of finite numbers into a new float array. */
+static float *numbers(const cJSON *a, const char *path, size_t *n, rnn_err *err)
+{
+    if (!cJSON_IsArray(a)) {
+        rnn_fail(err, "%s: must be an array of numbers", path);
+        return NULL;
+    }
+    *n = (size_t)cJSON_GetArraySize(a);
+    float *v = rnn_falloc(*n);
+    if (!v) {
+        rnn_fail(err, "%s: out of memory", path);
+        return NULL;
+    }
+    size_t i = 0;
+    for (const cJSON *it = a->child; it; it = it->next, i++) {
+        if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble) || fabs(it->valuedouble) > 3.4e38) {
+            rnn_fail(err, "%s[%zu]: must be a finite number", path, i);
+            free(v);
+            return NULL;
+        }
+        v[i] = (float)it->valuedouble;
+    }
+    return v;
+}
+
+static char *read_data_file(const char *dir, const char *name, size_t *len, rnn_err *err)
+{
+    if (!dir) {
+        rnn_fail(err, "data.file: files are not allowed here (no data_dir)");
+        return NULL;
+    }
+    if (!*name || name[0] == '/' || strstr(name, "..") || strlen(name) > 200) {
+        rnn_fail(err, "data.file: must be a relative name inside data_dir, without '..'");
+        return NULL;
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        rnn_fail(err, "data.file: cannot open \"%s\": %s", name, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode) || st.st_size > (256L << 20)) {
+        fclose(f);
+        rnn_fail(err, "data.file: \"%s\" is not a regular file of at most 256 MiB", name);
+        return NULL;
+    }
+    char *buf = malloc((size_t)st.st_size + 1);
+    size_t got = buf ? fread(buf, 1, (size_t)st.st_size, f) : 0;
+    fclose(f);
+    if (!buf || got != (size_t)st.st_size) {
+        free(buf);
+        rnn_fail(err, "data.file: cannot read \"%s\"", name);
+        return NULL;
+    }
+    buf[got] = 0;
+    *len = got;
+    return buf;
+}
+
+/* A CSV series: the first field of each non-empty, non-comment line; a
+ * first line that is not a number is taken as a header. */
+static float *parse_csv(const char *text, size_t *n, rnn_err *err)
+{
+    size_t cap = 1024, k = 0, line = 0;
+    float *v = malloc(cap * sizeof(float));
+    const char *p = text;
+    while (v && *p) {
+        const char *eol = strchr(p, '\n');
+        size_t l = eol ? (size_t)(eol - p) : strlen(p);
+        line++;
+        const char *q = p;
+        while (q < p + l && isspace((unsigned char)*q)) q++;
+        if (q < p + l && *q != '#') {
+            char *end;
+            double x = strtod(q, &end);
+            if (end == q) {
+                if (line != 1 || k) {
+                    rnn_fail(err, "data.file: line %zu: not a number", line);
+                    free(v);
+                    return NULL;
+                }
+            } else {
+                if (!isfinite(x) || fabs(x) > 3.4e38) {
+                    rnn_fail(err, "data.file: line %zu: not a finite number", line);
+                    free(v);
+                    return NULL;
+                }
+                if (k == cap) {
+                    float *nv = realloc(v, (cap *= 2) * sizeof(float));
+                    if (!nv) { free(v); v = NULL; break; }
+                    v = nv;
+                }
+                v[k++] = (float)x;
+            }
+        }
+        p += l + (eol ? 1 : 0);
+    }
+    if (!v) {
+        rnn_fail(err, "data.file: out of memory");
+        return NULL;
+    }
+    *n = k;
+    return v;
+}
+
+/* Number of features of one step: 1 for a number, n for an array of n numbers. */
+static int step_width(const cJSON *s)
+{
+    if (cJSON_IsNumber(s)) return 1;
+    if (cJSON_IsArray(s)) return cJSON_GetArraySize(s);
+    return -1;
+}
+
+static int put_step(const cJSON *s, int w, float *dst, const char *path, int i, int t, rnn_err *err)
+{
+    if (cJSON_IsNumber(s)) {
+        if (w != 1)
+            return rnn_fail(err, "%s[%d][%d]: expected %d features, got a number", path, i, t, w);
+        if (!isfinite(s->valuedouble) || fabs(s->valuedouble) > 3.4e38)
+            return rnn_fail(err, "%s[%d][%d]: must be a finite number", path, i, t);
+        dst[0] = (float)s->valuedouble;
+        return 0;
+    }
+    if (!cJSON_IsArray(s) || cJSON_GetArraySize(s) != w)
+        return rnn_fail(err, "%s[%d][%d]: expected %d feature%s", path, i, t, w, w == 1 ? "" : "s");
+    int k = 0;
+    for (const cJSON *f = s->child; f; f = f->next, k++) {
+        if (!cJSON_IsNumber(f) || !isfinite(f->valuedouble) || fabs(f->valuedouble) > 3.4e38)
+            return rnn_fail(err, "%s[%d][%d][%d]: must be a finite number", path, i, t, k);
+        dst[k] = (float)f->valuedouble;
+    }
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* {"sequences": [...], "targets": [...], "labels": [...]} */
+static int build_sequences(rnn_job *job, const cJSON *dj, const char *vocab_in, rnn_dataset *d,
+                           rnn_err *err)
+{
+    rnn_config *c = &job->cfg;
+    const cJSON *seqs = cJSON_GetObjectItemCaseSensitive(dj, "sequences");
+    const cJSON *tg = cJSON_GetObjectItemCaseSensitive(dj, "targets");
+    const cJSON *labels = cJSON_GetObjectItemCaseSensitive(dj, "labels");
+    if (!cJSON_IsArray(seqs) || cJSON_GetArraySize(seqs) < 1)
+        return rnn_fail(err, "data.sequences: must be a non-empty array of sequences");
+    if (!tg)
+        return rnn_fail(err, "data.targets: missing (one per sequence)");
+    if (!cJSON_IsArray(tg) || cJSON_GetArraySize(tg) != cJSON_GetArraySize(seqs))
+        return rnn_fail(err, "data.targets: must be an array with one target per sequence (%d)",
+                        cJSON_GetArraySize(seqs));
+    if (c->task == RNN_TASK_CHARLM)
+        return rnn_fail(err, "data.sequences: a charlm job takes {\"text\": ...}");
+    const int n = cJSON_GetArraySize(seqs);
+    const int tokens = cJSON_IsString(seqs->child);
+    int X = 0, O = 1;
+    size_t steps = 0;
+    int i = 0;
+    for (const cJSON *s = seqs->child; s; s = s->next, i++) {
+        int len;
+        if (tokens) {
+            if (!cJSON_IsString(s))
+                return rnn_fail(err, "data.sequences[%d]: expected a string like the first sequence", i);
+            len = rnn_utf8_decode(s->valuestring, strlen(s->valuestring), NULL, 0);
+            if (len < 0)
+                return rnn_fail(err, "data.sequences[%d]: not valid UTF-8", i);
+        } else {
+            if (!cJSON_IsArray(s))
+                return rnn_fail(err, "data.sequences[%d]: must be an array of steps", i);
+            len = cJSON_GetArraySize(s);
+            if (len > 0) {
+                int w = step_width(s->child);
+                if (w < 1 || w > 65536)
+                    return rnn_fail(err, "data.sequences[%d][0]: must be a number or an array of numbers", i);
+                if (X == 0) X = w;
+                else if (w != X)
+                    return rnn_fail(err, "data.sequences[%d][0]: %d features, earlier sequences have %d", i, w, X);
+            }
+        }
+        if (len < 1)
+            return rnn_fail(err, "data.sequences[%d]: empty sequence", i);
+        if (len > 1000000)
+            return rnn_fail(err, "data.sequences[%d]: longer than 1000000 steps", i);
+        steps += (size_t)len;
+    }
+    if (tokens && c->task == RNN_TASK_REGRESSION)
+        return rnn_fail(err, "data.sequences: text sequences need task classify (or charlm with \"text\")");
+    /* targets: shape check and output size */
+    char **names = NULL;
+    int nnames = 0, rc = -1;
+    if (c->task == RNN_TASK_REGRESSION) {
+        const cJSON *t0 = tg->child;
+        const cJSON *probe = c->mode == RNN_MODE_MANY_TO_MANY ? (cJSON_IsArray(t0) ? t0->child : NULL) : t0;
+        if (c->mode == RNN_MODE_MANY_TO_MANY && !cJSON_IsArray(t0))
+            return rnn_fail(err, "data.targets[0]: many_to_many needs an array with a target per step");
+        O = probe ? step_width(probe) : -1;
+        if (O < 1 || O > 65536)
+            return rnn_fail(err, "data.targets[0]: must be a number or an array of numbers");
+    } else {
+        /* classes: whole numbers, or strings named by "labels" (or sorted) */
+        int strings = cJSON_IsString(tg->child);
+        if (labels) {
+            if (!cJSON_IsArray(labels) || cJSON_GetArraySize(labels) < 2)
+                return rnn_fail(err, "data.labels: must be an array of at least 2 strings");
+            nnames = cJSON_GetArraySize(labels);
+            names = rnn_xcalloc((size_t)nnames, sizeof(char *));
+            int k = 0;
+            for (const cJSON *l = labels->child; l; l = l->next, k++) {
+                if (!cJSON_IsString(l)) {
+                    rnn_fail(err, "data.labels[%d]: must be a string", k);
+                    goto fail;
+                }
+                names[k] = strdup(l->valuestring);
+            }
+        } else if (strings) {
+            names = rnn_xcalloc((size_t)n, sizeof(char *));
+            int k = 0;
+            for (const cJSON *l = tg->child; l; l = l->next, k++) {
+                if (!cJSON_IsString(l)) {
+                    rnn_fail(err, "data.targets[%d]: must be a label string like the first target", k);
+                    goto fail;
+                }
+                int seen = 0;
+                for (int j = 0; j < nnames && !seen; j++) seen = !strcmp(names[j], l->valuestring);
+                if (!seen) names[nnames++] = strdup(l->valuestring);
+            }
+            qsort(names, (size_t)nnames, sizeof(char *), cmp_str);
+        }
+        if (names) {
+            O = nnames;
+        } else {
+            int mx = -1, k = 0;
+            for (const cJSON *l = tg->child; l; l = l->next, k++) {
+                if (!cJSON_IsNumber(l) || l->valuedouble != floor(l->valuedouble) ||
+                    l->valuedouble < 0 || l->valuedouble > 65535)
+                    return rnn_fail(err, "data.targets[%d]: must be a class number in [0, 65535] or a label", k);
+                if ((int)l->valuedouble > mx) mx = (int)l->valuedouble;
+            }
+            O = mx + 1 < 2 ? 2 : mx + 1;
+        }
+    }
+    if (rnn_dataset_alloc(d, n, steps, tokens ? 0 : X, O, c->task, c->mode, err))
+        goto fail;
+    /* vocabulary for text sequences: given, or the sorted characters */
+    if (tokens) {
+        size_t total = 0;
+        for (const cJSON *s = seqs->child; s; s = s->next) total += strlen(s->valuestring);
+        if (vocab_in) {
+            d->vocab = strdup(vocab_in);
+        } else {
+            char *all = malloc(total + 1);
+            if (!all) { rnn_fail(err, "data: out of memory"); goto fail; }
+            size_t p = 0;
+            for (const cJSON *s = seqs->child; s; s = s->next) {
+                size_t l = strlen(s->valuestring);
+                memcpy(all + p, s->valuestring, l);
+                p += l;
+            }
+            d->vocab = rnn_vocab_of(all, p);
+            free(all);
+        }
+        if (!d->vocab) { rnn_fail(err, "data: out of memory"); goto fail; }
+        d->vocab_n = rnn_utf8_decode(d->vocab, strlen(d->vocab), NULL, 0);
+        X = d->vocab_n;
+    }
+    size_t off = 0;
+    i = 0;
+    for (const cJSON *s = seqs->child; s; s = s->next, i++) {
+        d->off[i] = off;
+        if (tokens) {
+            const char *str = s->valuestring;
+            size_t sl = strlen(str);
+            int len = rnn_utf8_decode(str, sl, NULL, 0);
+            uint32_t *cps = malloc((size_t)len * sizeof(uint32_t));
+            if (!cps) { rnn_fail(err, "data: out of memory"); goto fail; }
+            rnn_utf8_decode(str, sl, cps, (size_t)len);
+            for (int t = 0; t < len; t++) {
+                int k = rnn_vocab_index(d->vocab, cps[t]);
+                if (k < 0) {
+                    free(cps);
+                    rnn_fail(err, "data.sequences[%d][%d]: character not in the model's vocabulary", i, t);
+                    goto fail;
+                }
+                d->tok[off + t] = k;
+            }
+            free(cps);
+            d->len[i] = len;
+        } else {
+            int t = 0;
+            for (const cJSON *st = s->child; st; st = st->next, t++)
+                if (put_step(st, X, d->x + (off + t) * X, "data.sequences", i, t, err))
+                    goto fail;
+            d->len[i] = t;
+        }
+        off += (size_t)d->len[i];
+    }
+    i = 0;
+    for (const cJSON *y = tg->child; y; y = y->next, i++) {
+        if (c->task == RNN_TASK_REGRESSION) {
+            if (c->mode == RNN_MODE_MANY_TO_ONE) {
+                if (put_step(y, O, d->y + (size_t)i * O, "data.targets", i, 0, err)) {
+                    /* put_step names [i][0]; the target of a sequence is [i] */
+                    goto fail;
+                }
+            } else {
+                if (!cJSON_IsArray(y) || cJSON_GetArraySize(y) != d->len[i]) {
+                    rnn_fail(err, "data.targets[%d]: needs one target per step (%d)", i, d->len[i]);
+                    goto fail;
+                }
+                int t = 0;
+                for (const cJSON *st = y->child; st; st = st->next, t++)
+                    if (put_step(st, O, d->y + (d->off[i] + t) * O, "data.targets", i, t, err))
+                        goto fail;
+            }
+        } else if (names) {
+            int k = -1;
+            if (cJSON_IsString(y))
+                for (int j = 0; j < nnames && k < 0; j++)
+                    if (!strcmp(names[j], y->valuestring)) k = j;
+            if (cJSON_IsNumber(y) && y->valuedouble == floor(y->valuedouble) && y->valuedouble >= 0 &&
+                y->valuedouble < nnames)
+                k = (int)y->valuedouble;
+            if (k < 0) {
+                rnn_fail(err, "data.targets[%d]: not one of the labels", i);
+                goto fail;
+            }
+            d->cls[i] = k;
+        } else {
+            d->cls[i] = (int32_t)y->valuedouble;
+        }
+    }
+    if (names) {
+        d->labels = names;
+        d->nlabels = nnames;
+        names = NULL;
+    }
+    c->input_size = X;
+    c->output_size = O;
+    if (!tokens)
+        c->embedding = 0;
+    rc = 0;
+fail:
+    if (names) {
+        for (int k = 0; k < nnames; k++) free(names[k]);
+        free(names);
+    }
+    if (rc)
+        rnn_dataset_free(d);
+    return rc;
+}
+
+static const char *const seq_keys[] = {"sequences", "targets", "labels", NULL};
+static const char *const series_keys[] = {"series", "window", NULL};
+static const char *const text_keys[] = {"text", "window", NULL};
+static const char *const file_keys[] = {"file", "window", NULL};
+static const char *const gen_keys[] = {"generator", "samples", "window", NULL};
+
+int rnn_job_dataset(rnn_job *job, const char *vocab, const char *data_dir, rnn_dataset *d,
+                    rnn_err *err)
+{
+    memset(d, 0, sizeof *d);
+    const cJSON *dj = job->data;
+    rnn_config *c = &job->cfg;
+    int w = 0;
+    if (!dj)
+        return rnn_fail(err, "data: missing");
+    if (cJSON_GetObjectItemCaseSensitive(dj, "sequences")) {
+        if (only_keys(dj, "data", seq_keys, err))
+            return -1;
+        return build_sequences(job, dj, vocab, d, err);
+    }
+    if (c->task == RNN_TASK_CLASSIFY)
+        return rnn_fail(err, "data: a classify job takes {\"sequences\": [...], \"targets\": [...]}");
+    if (cJSON_GetObjectItemCaseSensitive(dj, "series")) {
+        if (only_keys(dj, "data", series_keys, err) || window_of(dj, &w, err))
+            return -1;
+        if (c->task != RNN_TASK_REGRESSION)
+            return rnn_fail(err, "data.series: needs task regression");
+        size_t n;
+        float *s = numbers(cJSON_GetObjectItemCaseSensitive(dj, "series"), "data.series", &n, err);
+        if (!s)
+            return -1;
+        int rc = rnn_dataset_from_series(d, s, n, w, c->mode, err);
+        free(s);
+        if (rc == 0) { c->input_size = 1; c->output_size = 1; c->embedding = 0; }
+        return rc;
+    }
+    if (cJSON_GetObjectItemCaseSensitive(dj, "text") || cJSON_GetObjectItemCaseSensitive(dj, "file")) {
+        const int is_file = cJSON_GetObjectItemCaseSensitive(dj, "file") != NULL;
+        if (only_keys(dj, "data", is_file ? file_keys : text_keys, err) || window_of(dj, &w, err))
+            return -1;
+        const char *name = NULL;
+        if (get_str(dj, "data", is_file ? "file" : "text", &name, err) < 0)
+            return -1;
+        size_t len = strlen(name);
+        char *buf = NULL;
+        if (is_file && !(buf = read_data_file(data_dir, name, &len, err)))
+            return -1;
+        const char *text = is_file ? buf : name;
+        int rc;
+        if (c->task == RNN_TASK_CHARLM) {
+            if (strlen(text) != len) {
+                free(buf);
+                return rnn_fail(err, "data.%s: contains a NUL byte", is_file ? "file" : "text");
+            }
+            rc = rnn_dataset_from_text(d, text, len, w, vocab, err);
+            if (rc == 0) {
+                c->input_size = c->output_size = d->vocab_n;
+                c->mode = RNN_MODE_MANY_TO_MANY;
+            }
+        } else if (is_file) {
+            size_t n;
+            float *s = parse_csv(text, &n, err);
+            rc = s ? rnn_dataset_from_series(d, s, n, w, c->mode, err) : -1;
+            if (rc == 0) { c->input_size = 1; c->output_size = 1; c->embedding = 0; }
+            free(s);
+        } else {
+            rc = rnn_fail(err, "data.text: needs task charlm");
+        }
+        free(buf);
+        return rc;
+    }
+    if (cJSON_GetObjectItemCaseSensitive(dj, "generator")) {
+        if (only_keys(dj, "data", gen_keys, err))
+            return -1;
+        const char *g = NULL;
+        if (get_str(dj, "data", "generator", &g, err) < 0)
+            return -1;
+        if (strcmp(g, "sine"))
+            return rnn_fail(err, "data.generator: must be \"sine\", got \"%s\"", g);
+        if (c->task != RNN_TASK_REGRESSION)
+            return rnn_fail(err, "data.generator: the sine generator needs task regression");
+        int samples = 200;
+        w = 50;
+        if (get_i(dj, "data", "samples", 1, 1000000, &samples, err) < 0 ||
+            get_i(dj, "data", "window", 1, 100000, &w, err) < 0)
+            return -1;
+        int rc = rnn_dataset_sine(d, samples, w, c->mode, err);
+        if (rc == 0) { c->input_size = 1; c->output_size = 1; c->embedding = 0; }
+        return rc;
+    }
+    return rnn_fail(err, "data: needs one of sequences, series, text, file, generator");
+}
