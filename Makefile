@@ -18,7 +18,7 @@ SAN_thread    := -fsanitize=thread
 SANFLAGS  := $(SAN_$(SANITIZER))
 OPT       ?= -O3
 
-CFLAGS   ?= $(OPT) -g
+CFLAGS   ?= $(OPT) -g -fno-math-errno
 WARN     := -std=c11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 CPPFLAGS := -D_DEFAULT_SOURCE -D_GNU_SOURCE -Iinclude -Isrc/engine
 ALL_CFLAGS = $(WARN) $(CFLAGS) $(SANFLAGS) $(CPPFLAGS) $(PKG_CFLAGS)
@@ -78,7 +78,7 @@ $(BENCH_BIN): $(BENCH_SRC) $(LIBRNN)
 
 bench: deps
 	@$(MAKE) --no-print-directory $(BENCH_BIN)
-	OPENBLAS_NUM_THREADS=1 sh bench/run.sh $(BENCH_BIN)
+	OPENBLAS_NUM_THREADS=1 sh bench/run.sh $(BENCH_BIN) $(BENCH_ARGS)
 
 clean:
 	rm -rf build build-address build-undefined build-thread
