@@ -261,7 +261,8 @@ int rnn_utf8_decode(const char *s, size_t len, uint32_t *out, size_t max);
 char *rnn_vocab_of(const char *text, size_t len);
 /* Token id of code point cp in vocab (a UTF-8 string), or -1. */
 int rnn_vocab_index(const char *vocab, uint32_t cp);
-/* Writes the UTF-8 of vocab's token i into buf (>= 5 bytes); returns bytes. */
+/* Writes the UTF-8 of vocab's token i, NUL-terminated, into buf (>= 5
+ * bytes); returns its length in bytes (0 if i is out of range). */
 int rnn_vocab_char(const char *vocab, int i, char *buf);
 
 /* ------------------------------------------------------------------ trainer */

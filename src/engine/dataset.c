@@ -183,8 +183,11 @@ int rnn_vocab_char(const char *vocab, int idx, char *buf)
         int n = utf8_one(s + i, len - i, &c);
         if (n < 0)
             break;
-        if (k == idx)
-            return utf8_put(c, buf);
+        if (k == idx) {
+            int w = utf8_put(c, buf);
+            buf[w] = 0;
+            return w;
+        }
         i += (size_t)n;
         k++;
     }
