@@ -1,0 +1,80 @@
+/*
+ * Model files: safetensors (https://github.com/huggingface/safetensors) with
+ * PyTorch state_dict names, F32 only, and the architecture, vocabulary,
+ * labels and provenance in "__metadata__" (DESIGN.md, "Model file").
+ *
+ * Loading treats the file as hostile: every length, offset, shape and value
+ * is checked before a model is built, and any failure is an error message.
+ * Saving is atomic: a temp file in the same folder, fsync, rename, fsync of
+ * the folder; a failed save leaves the earlier file as it was.
+ */
+#ifndef RNN_IO_H
+#define RNN_IO_H
+
+#include "rnn/rnn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Largest header accepted, and largest file. */
+#define RNN_MAX_HEADER (16u << 20)
+
+/* Everything a model file says besides the weights. */
+typedef struct rnn_meta {
+    char *vocab;            /* UTF-8 characters of a token model, or NULL */
+    int nlabels;
+    char **labels;          /* classify label names, or NULL */
+    char created[40];       /* ISO 8601 UTC, "" if unknown */
+    int epochs;             /* epochs trained in all */
+    double final_loss;      /* NaN if unknown */
+    double final_val_loss;  /* NaN if unknown */
+    int nhistory;
+    double *loss;           /* (nhistory) per-epoch train loss */
+    double *val_loss;       /* (nhistory) per-epoch validation loss, NaN where none */
+} rnn_meta;
+
+void rnn_meta_init(rnn_meta *meta);
+void rnn_meta_free(rnn_meta *meta);
+/* Deep copy into an uninitialised dst; 0 or -1 (out of memory). */
+int rnn_meta_copy(rnn_meta *dst, const rnn_meta *src);
+/* Appends epochs to the history (fine-tuning keeps the earlier ones). The
+ * history keeps at most max_points points: when full, every other point is
+ * dropped, so the whole run stays visible at a coarser step. */
+int rnn_meta_append(rnn_meta *meta, const double *loss, const double *val_loss, int n,
+                    int max_points);
+
+/* The "rnnd.config" JSON of m and meta (caller frees). */
+char *rnn_config_json(const rnn_config *cfg, const rnn_meta *meta);
+
+int rnn_model_save(const char *path, const rnn_model *m, const rnn_meta *meta, rnn_err *err);
+/* On failure m and meta are left empty (nothing to free). */
+int rnn_model_load(const char *path, rnn_model *m, rnn_meta *meta, rnn_err *err);
+int rnn_model_load_mem(const unsigned char *buf, size_t len, rnn_model *m, rnn_meta *meta,
+                       rnn_err *err);
+
+/* ------------------------------------------------------------------ predict */
+
+/* Bounds on one prediction request, checked before any work. */
+typedef struct rnn_limits {
+    int max_sequence_length;    /* steps per sequence */
+    int max_batch;              /* sequences per request */
+    int max_steps;              /* forecast steps, generated characters */
+} rnn_limits;
+
+void rnn_limits_default(rnn_limits *l);   /* 10000, 256, 10000 */
+
+/* The request and reply of `POST /predict` and `rnnd predict` (DESIGN.md,
+ * "HTTP API"): JSON in, JSON out. name and version go into the reply (name
+ * may be NULL). On success returns 0 and *reply is a malloc'd JSON string;
+ * on failure returns -1 with *status the HTTP status that fits (400 bad
+ * JSON or types, 413 over a limit, 422 values the model cannot take) and
+ * err naming what was wrong. */
+int rnn_predict(const rnn_model *m, const rnn_meta *meta, const char *name, long version,
+                const char *req, size_t len, const rnn_limits *lim, char **reply, int *status,
+                rnn_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
