@@ -26,21 +26,25 @@ LDLIBS    = $(PKG_LIBS) -lm -lpthread
 
 ENGINE_SRC := $(wildcard src/engine/*.c)
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
+CLI_SRC    := $(wildcard src/cli/*.c src/daemon/*.c)
+CLI_OBJ    := $(CLI_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC   := $(wildcard tests/unit/*.c)
 UNIT_OBJ   := $(UNIT_SRC:%.c=$(BUILD)/%.o)
 BENCH_SRC  := $(wildcard bench/*.c)
 
 LIBRNN     := $(BUILD)/librnn.a
+RNND       := $(BUILD)/rnnd
 UNIT_BIN   := $(BUILD)/test_unit
 BENCH_BIN  := $(BUILD)/bench_engine
 
 .PHONY: all test unit bench deps deps-test clean help
 .DEFAULT_GOAL := all
 
-all: deps $(LIBRNN)
+all: deps
+	@$(MAKE) --no-print-directory $(RNND)
 
 help:
-	@echo "make            build librnn"
+	@echo "make            build build/rnnd and build/librnn.a"
 	@echo "make test       install missing packages, build, run every test"
 	@echo "make bench      engine benchmark vs PyTorch (not a test)"
 	@echo "make SANITIZER=address|undefined|thread test"
@@ -60,6 +64,9 @@ $(LIBRNN): $(ENGINE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
+$(RNND): $(CLI_OBJ) $(LIBRNN)
+	$(CC) $(ALL_CFLAGS) -o $@ $(CLI_OBJ) $(LIBRNN) $(LDLIBS)
+
 $(BUILD)/tests/unit/%.o: tests/unit/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -MMD -MP -c $< -o $@
@@ -67,8 +74,8 @@ $(BUILD)/tests/unit/%.o: tests/unit/%.c
 $(UNIT_BIN): $(UNIT_OBJ) $(LIBRNN)
 	$(CC) $(ALL_CFLAGS) -o $@ $(UNIT_OBJ) $(LIBRNN) $(CHECK_LIBS) $(LDLIBS)
 
-unit: $(UNIT_BIN)
-	OPENBLAS_NUM_THREADS=1 $(UNIT_BIN)
+unit: $(UNIT_BIN) $(RNND)
+	OPENBLAS_NUM_THREADS=1 RNND_BIN=$(RNND) $(UNIT_BIN)
 
 test: deps-test
 	@$(MAKE) --no-print-directory unit
@@ -83,4 +90,4 @@ bench: deps
 clean:
 	rm -rf build build-address build-undefined build-thread
 
--include $(ENGINE_OBJ:.o=.d) $(UNIT_OBJ:.o=.d)
+-include $(ENGINE_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

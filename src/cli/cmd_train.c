@@ -1,0 +1,214 @@
+/* rnnd train: a job spec in, a trained model file out (atomically), with a
+ * progress line per epoch on a terminal and a JSON summary on stdout. */
+#include "cli.h"
+#include "rnn/io.h"
+#include "rnn/job.h"
+
+#include <cJSON.h>
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t interrupted;
+static void on_sigint(int sig) { (void)sig; interrupted = 1; }
+
+typedef struct progress {
+    int tty;
+    long seqs_per_epoch;
+} progress;
+
+static int on_progress(void *ud, const rnn_progress *p)
+{
+    const progress *pr = ud;
+    if (p->epoch_end && pr->tty) {
+        double rate = p->elapsed > 0 ? (double)pr->seqs_per_epoch * p->epoch / p->elapsed : 0;
+        double eta = p->epoch > 0 ? p->elapsed / p->epoch * (p->epochs - p->epoch) : 0;
+        char val[32] = "";
+        if (!isnan(p->val_loss))
+            snprintf(val, sizeof val, "  val %.6g", p->val_loss);
+        fprintf(stderr, "epoch %d/%d  loss %.6g%s  %.0f seq/s  eta %.0fs\n", p->epoch, p->epochs,
+                p->epoch_loss, val, rate, eta);
+    }
+    return interrupted;
+}
+
+static void usage(FILE *f)
+{
+    fputs("usage: rnnd train --job FILE [--init MODEL] --out MODEL [--data-dir DIR] [--quiet]\n"
+          "\n"
+          "Trains the model a job spec describes (DESIGN.md, \"Job spec\") and saves it to MODEL\n"
+          "(a .safetensors file, written atomically). --init starts from MODEL's weights\n"
+          "(fine-tuning); its architecture overrides the job's. {\"file\": ...} data is read\n"
+          "from --data-dir (default: the job file's folder). Prints a progress line per epoch\n"
+          "on a terminal and a JSON summary on stdout.\n",
+          f);
+}
+
+int cmd_train(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"job", required_argument, 0, 'j'}, {"init", required_argument, 0, 'i'},
+        {"out", required_argument, 0, 'o'}, {"data-dir", required_argument, 0, 'd'},
+        {"quiet", no_argument, 0, 'q'},     {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    const char *jobf = NULL, *init = NULL, *out = NULL, *ddir = NULL;
+    int quiet = 0, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "j:i:o:d:qh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'j': jobf = optarg; break;
+        case 'i': init = optarg; break;
+        case 'o': out = optarg; break;
+        case 'd': ddir = optarg; break;
+        case 'q': quiet = 1; break;
+        case 'h': usage(stdout); return EXIT_OK;
+        default: usage(stderr); return EXIT_USAGE;
+        }
+    }
+    if (!jobf || !out || optind != argc) {
+        fprintf(stderr, "rnnd train: %s\n", !jobf ? "--job is required" : !out ? "--out is required"
+                                                                              : "unexpected argument");
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    size_t len;
+    char *text = read_file(jobf, 64u << 20, &len);
+    if (!text) {
+        fprintf(stderr, "rnnd train: %s: %s\n", jobf, strerror(errno));
+        return EXIT_USAGE;
+    }
+    rnn_job job;
+    rnn_err err;
+    rnn_model m, base;
+    rnn_meta meta, basemeta;
+    rnn_dataset d;
+    rnn_train_result res;
+    int rc = EXIT_USAGE, have_base = 0, have_model = 0, have_data = 0, have_job = 0;
+    memset(&res, 0, sizeof res);
+    rnn_meta_init(&meta);
+    rnn_meta_init(&basemeta);
+    if (rnn_job_parse(&job, text, len, &err)) {
+        fprintf(stderr, "rnnd train: %s: %s\n", jobf, err.msg);
+        goto out;
+    }
+    have_job = 1;
+    if (init) {
+        if (rnn_model_load(init, &base, &basemeta, &err)) {
+            fprintf(stderr, "rnnd train: --init %s\n", err.msg);
+            goto out;
+        }
+        have_base = 1;
+        /* the base model's architecture overrides the job's */
+        job.cfg = base.cfg;
+    }
+    char *jcopy = strdup(jobf);
+    char dirbuf[4096];
+    snprintf(dirbuf, sizeof dirbuf, "%s", ddir ? ddir : dirname(jcopy));
+    free(jcopy);
+    if (rnn_job_dataset(&job, have_base ? basemeta.vocab : NULL, dirbuf, &d, &err)) {
+        fprintf(stderr, "rnnd train: %s: %s\n", jobf, err.msg);
+        goto out;
+    }
+    have_data = 1;
+    if (have_base) {
+        const rnn_config *b = &base.cfg;
+        if (job.cfg.input_size != b->input_size || job.cfg.output_size != b->output_size) {
+            fprintf(stderr, "rnnd train: the data has %d inputs and %d outputs per step, the --init model %d and %d\n",
+                    job.cfg.input_size, job.cfg.output_size, b->input_size, b->output_size);
+            goto out;
+        }
+        if (rnn_model_copy(&m, &base, &err)) {
+            fprintf(stderr, "rnnd train: %s\n", err.msg);
+            rc = EXIT_FAIL;
+            goto out;
+        }
+        if (rnn_meta_copy(&meta, &basemeta)) {
+            fprintf(stderr, "rnnd train: out of memory\n");
+            rc = EXIT_FAIL;
+            goto out;
+        }
+    } else {
+        if (rnn_model_init(&m, &job.cfg, &err)) {
+            fprintf(stderr, "rnnd train: %s: %s\n", jobf, err.msg);
+            goto out;
+        }
+        rnn_rng rng;
+        rnn_rng_seed(&rng, job.seed);
+        rnn_model_randomize(&m, &rng, job.rinit);
+    }
+    have_model = 1;
+    if (!meta.vocab && d.vocab)
+        meta.vocab = strdup(d.vocab);
+    if (!meta.nlabels && d.nlabels) {
+        meta.labels = d.labels;
+        meta.nlabels = d.nlabels;
+        d.labels = NULL;
+        d.nlabels = 0;
+    }
+
+    progress pr = {.tty = !quiet && isatty(STDERR_FILENO), .seqs_per_epoch = d.n};
+    job.train.progress = on_progress;
+    job.train.progress_ud = &pr;
+    rnn_blas_threads(1);
+    signal(SIGINT, on_sigint);
+    signal(SIGTERM, on_sigint);
+    int tr = rnn_train(&m, &d, &job.train, &res, &err);
+    if (tr < 0) {
+        fprintf(stderr, "rnnd train: %s; %s not written\n", err.msg, out);
+        rc = EXIT_FAIL;
+        goto out;
+    }
+    if (tr > 0) {
+        fprintf(stderr, "rnnd train: interrupted at step %ld; %s not written\n", res.steps_done, out);
+        rc = EXIT_FAIL;
+        goto out;
+    }
+    meta.created[0] = 0;
+    meta.epochs += res.epochs_done;
+    meta.final_loss = res.final_loss;
+    meta.final_val_loss = res.final_val_loss;
+    rnn_meta_append(&meta, res.loss, res.val_loss, res.epochs_done, 1000);
+    if (rnn_model_save(out, &m, &meta, &err)) {
+        fprintf(stderr, "rnnd train: %s\n", err.msg);
+        rc = EXIT_FAIL;
+        goto out;
+    }
+    cJSON *s = cJSON_CreateObject();
+    cJSON_AddStringToObject(s, "model", out);
+    cJSON_AddStringToObject(s, "task", rnn_task_name(m.cfg.task));
+    cJSON_AddStringToObject(s, "cell", rnn_cell_name(m.cfg.cell));
+    cJSON_AddNumberToObject(s, "parameters", (double)m.nparams);
+    cJSON_AddNumberToObject(s, "sequences", d.n);
+    cJSON_AddNumberToObject(s, "epochs", res.epochs_done);
+    cJSON_AddNumberToObject(s, "steps", (double)res.steps_done);
+    cJSON_AddNumberToObject(s, "final_loss", res.final_loss);
+    if (isfinite(res.final_val_loss))
+        cJSON_AddNumberToObject(s, "final_val_loss", res.final_val_loss);
+    else
+        cJSON_AddNullToObject(s, "final_val_loss");
+    cJSON_AddNumberToObject(s, "seconds", res.seconds);
+    cJSON *l = cJSON_AddArrayToObject(s, "loss");
+    for (int i = 0; i < res.epochs_done; i++)
+        cJSON_AddItemToArray(l, cJSON_CreateNumber(res.loss[i]));
+    char *js = cJSON_Print(s);
+    puts(js);
+    free(js);
+    cJSON_Delete(s);
+    rc = EXIT_OK;
+out:
+    rnn_train_result_free(&res);
+    if (have_model) rnn_model_free(&m);
+    if (have_base) rnn_model_free(&base);
+    if (have_data) rnn_dataset_free(&d);
+    if (have_job) rnn_job_free(&job);
+    rnn_meta_free(&meta);
+    rnn_meta_free(&basemeta);
+    free(text);
+    return rc;
+}
