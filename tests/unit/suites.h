@@ -9,5 +9,7 @@ Suite *gradcheck_suite(void);
 Suite *train_suite(void);
 Suite *dataset_suite(void);
 Suite *optim_suite(void);
+Suite *io_suite(void);
+Suite *cli_suite(void);
 
 #endif
