@@ -1,2 +1,339 @@
+/* The rnnd command line, run as a user would: real processes, real files.
+ * Also the PyTorch interop vectors of tests/ref/models: `rnnd predict`
+ * must reproduce PyTorch's replies, and `rnnd train --init` one SGD step. */
 #include "suites.h"
-Suite *cli_suite(void) { return suite_create("cli"); }
+#include "refcase.h"
+#include "rnn/io.h"
+
+#include <cJSON.h>
+#include <dirent.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char dir[64];
+
+static const char *rnnd(void)
+{
+    const char *b = getenv("RNND_BIN");
+    return b && *b ? b : "build/rnnd";
+}
+
+static void setup(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/rnnd-cli-XXXXXX");
+    ck_assert(mkdtemp(dir));
+}
+
+static void teardown(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert(system(cmd) == 0);
+}
+
+/* Runs `rnnd ARGS` in the temp folder; stdout and stderr are kept in
+ * out.txt and err.txt there. Returns the exit status. */
+static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int run(const char *fmt, ...)
+{
+    char args[4096], cmd[8192], bin[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    const char *b = rnnd();
+    if (b[0] != '/') {
+        char cwd[512];
+        ck_assert(getcwd(cwd, sizeof cwd));
+        snprintf(bin, sizeof bin, "%s/%s", cwd, b);
+    } else {
+        snprintf(bin, sizeof bin, "%s", b);
+    }
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s > out.txt 2> err.txt", dir, bin, args);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static char *slurp(const char *name)
+{
+    char p[256];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "rb");
+    if (!f) return strdup("");
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    rewind(f);
+    char *s = calloc((size_t)n + 1, 1);
+    ck_assert(fread(s, 1, (size_t)n, f) == (size_t)n);
+    fclose(f);
+    return s;
+}
+
+static void put(const char *name, const char *text)
+{
+    char p[256];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "w");
+    ck_assert(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+START_TEST(test_usage_and_exit_codes)
+{
+    ck_assert_int_eq(run("--help"), 0);
+    ck_assert_int_eq(run("frobnicate"), 2);
+    ck_assert_int_eq(run("train"), 2);
+    char *e = slurp("err.txt");
+    ck_assert_msg(strstr(e, "--job is required"), "%s", e);
+    free(e);
+    ck_assert_int_eq(run("train --help"), 0);
+    ck_assert_int_eq(run("predict --model nosuch.safetensors --input -  < /dev/null"), 2);
+    e = slurp("err.txt");
+    ck_assert_msg(strstr(e, "nosuch.safetensors"), "%s", e);
+    free(e);
+    put("bad.json", "{\"data\": {\"generator\": \"sine\"}, \"optimizer\": {\"name\": \"adam\", \"lr\": \"fast\"}}");
+    ck_assert_int_eq(run("train --job bad.json --out m.safetensors"), 2);
+    e = slurp("err.txt");
+    ck_assert_msg(strstr(e, "optimizer.lr"), "%s", e);
+    free(e);
+    ck_assert_msg(access("m.safetensors", F_OK) != 0, "no model may be written for a bad job");
+}
+END_TEST
+
+/* The README's sine example: train, then predict the next value and a
+ * 10-step forecast of the wave. */
+START_TEST(test_sine_train_predict)
+{
+    put("sine.json", "{\"model\": \"sine\", \"cell\": \"lstm\", \"hidden\": 32, \"init\": {\"seed\": 1},"
+                     " \"data\": {\"generator\": \"sine\", \"samples\": 200, \"window\": 50},"
+                     " \"validation\": 0.1, \"epochs\": 30, \"batch\": 16,"
+                     " \"optimizer\": {\"name\": \"adam\", \"lr\": 0.01}, \"clip\": 5}");
+    ck_assert_int_eq(run("train --job sine.json --out sine.safetensors"), 0);
+    char *out = slurp("out.txt");
+    cJSON *s = cJSON_Parse(out);
+    ck_assert_msg(s, "summary is not JSON: %s", out);
+    double val = cJSON_GetObjectItem(s, "final_val_loss")->valuedouble;
+    ck_assert_msg(val < 1e-3, "validation MSE %g", val);
+    ck_assert_int_eq(cJSON_GetObjectItem(s, "epochs")->valueint, 30);
+    cJSON_Delete(s);
+    free(out);
+    char req[4096];
+    int p = snprintf(req, sizeof req, "{\"sequence\": [");
+    for (int i = 0; i < 50; i++) p += snprintf(req + p, sizeof req - (size_t)p, "%s%.6f", i ? "," : "", sin(300 + i));
+    snprintf(req + p, sizeof req - (size_t)p, "], \"steps\": 10}");
+    put("req.json", req);
+    ck_assert_int_eq(run("predict --model sine.safetensors --input req.json"), 0);
+    out = slurp("out.txt");
+    cJSON *r = cJSON_Parse(out);
+    ck_assert_msg(r, "%s", out);
+    ck_assert_str_eq(cJSON_GetObjectItem(r, "model")->valuestring, "sine");
+    double pred = cJSON_GetObjectItem(r, "prediction")->valuedouble;
+    ck_assert_msg(fabs(pred - sin(350)) < 0.05, "prediction %g, sin(350) = %g", pred, sin(350));
+    cJSON *fc = cJSON_GetObjectItem(r, "forecast");
+    ck_assert_int_eq(cJSON_GetArraySize(fc), 10);
+    for (int k = 0; k < 10; k++) {
+        double v = cJSON_GetArrayItem(fc, k)->valuedouble;
+        ck_assert_msg(fabs(v - sin(350 + k)) < 0.1, "forecast[%d] %g, want %g", k, v, sin(350 + k));
+    }
+    cJSON_Delete(r);
+    free(out);
+    /* fine-tuning adds epochs to the model's history */
+    put("more.json", "{\"data\": {\"generator\": \"sine\", \"samples\": 50, \"window\": 50}, \"epochs\": 2}");
+    ck_assert_int_eq(run("train --job more.json --init sine.safetensors --out sine2.safetensors"), 0);
+    ck_assert_int_eq(run("info --model sine2.safetensors --json"), 0);
+    out = slurp("out.txt");
+    r = cJSON_Parse(out);
+    ck_assert_msg(r, "%s", out);
+    ck_assert_int_eq(cJSON_GetObjectItem(r, "epochs")->valueint, 32);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r, "loss_history")), 32);
+    cJSON_Delete(r);
+    free(out);
+    /* bad requests: status 2 and a message naming the field */
+    put("bad.json", "{\"sequence\": [1, 2, 1e999]}");
+    ck_assert_int_eq(run("predict --model sine.safetensors --input bad.json"), 2);
+    out = slurp("err.txt");
+    ck_assert_msg(strstr(out, "sequence[2]"), "%s", out);
+    free(out);
+}
+END_TEST
+
+START_TEST(test_charlm_generate)
+{
+    put("corpus.txt", "the cat sat on the mat. the dog sat on the log. the cat and the dog sat. "
+                      "a cat, a dog, a mat, a log: the cat sat and the dog sat on the mat and the log. ");
+    put("chars.json", "{\"task\": \"charlm\", \"hidden\": 48, \"embedding\": 8, \"init\": {\"seed\": 2},"
+                      " \"data\": {\"file\": \"corpus.txt\", \"window\": 24}, \"epochs\": 80, \"batch\": 4,"
+                      " \"optimizer\": {\"name\": \"adam\", \"lr\": 0.01}, \"clip\": 5}");
+    ck_assert_int_eq(run("train --job chars.json --out chars.safetensors"), 0);
+    ck_assert_int_eq(run("generate --model chars.safetensors --prefix 'the ' --length 40 --seed 7"), 0);
+    char *a = slurp("out.txt");
+    ck_assert_int_eq(run("generate --model chars.safetensors --prefix 'the ' --length 40 --seed 7"), 0);
+    char *b = slurp("out.txt");
+    ck_assert_str_eq(a, b);
+    ck_assert_msg(strncmp(a, "the ", 4) == 0 && strlen(a) == 45, "\"%s\"", a);
+    printf("  generated: %s", a);
+    ck_assert_int_eq(run("generate --model chars.safetensors --prefix 'the ' --length 40 --temperature 0"), 0);
+    free(b);
+    b = slurp("out.txt");
+    ck_assert_msg(strstr(b, "cat") || strstr(b, "dog") || strstr(b, "sat"), "greedy text learned nothing: %s", b);
+    free(a);
+    free(b);
+    ck_assert_int_eq(run("generate --model chars.safetensors --prefix 'xyz'"), 2);
+    a = slurp("err.txt");
+    ck_assert_msg(strstr(a, "vocabulary"), "%s", a);
+    free(a);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ PyTorch interop */
+
+static const char *models_dir(void)
+{
+    const char *d = getenv("RNN_MODELS_DIR");
+    return d && *d ? d : "tests/ref/models";
+}
+
+static int ncases;
+static char cases[32][128];
+
+/* Compares reply fields: numbers to 1e-5 of the field's scale, strings exactly. */
+static double max_abs(const cJSON *v)
+{
+    if (cJSON_IsNumber(v)) return fabs(v->valuedouble);
+    double m = 0;
+    for (const cJSON *c = v ? v->child : NULL; c; c = c->next) m = fmax(m, max_abs(c));
+    return m;
+}
+
+static double diff(const cJSON *a, const cJSON *b, const char *path, char *why, size_t wl)
+{
+    if (cJSON_IsNumber(b)) {
+        if (!cJSON_IsNumber(a)) { snprintf(why, wl, "%s: not a number", path); return INFINITY; }
+        return fabs(a->valuedouble - b->valuedouble);
+    }
+    if (cJSON_IsString(b)) {
+        if (!cJSON_IsString(a) || strcmp(a->valuestring, b->valuestring)) {
+            snprintf(why, wl, "%s: \"%s\" vs \"%s\"", path, cJSON_IsString(a) ? a->valuestring : "?", b->valuestring);
+            return INFINITY;
+        }
+        return 0;
+    }
+    if (cJSON_IsArray(b)) {
+        if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != cJSON_GetArraySize(b)) {
+            snprintf(why, wl, "%s: array sizes differ", path);
+            return INFINITY;
+        }
+        double m = 0;
+        const cJSON *x = a->child;
+        for (const cJSON *y = b->child; y; y = y->next, x = x->next) m = fmax(m, diff(x, y, path, why, wl));
+        return m;
+    }
+    if (cJSON_IsObject(b)) {
+        double m = 0;
+        for (const cJSON *y = b->child; y; y = y->next) {
+            const cJSON *x = cJSON_GetObjectItemCaseSensitive(a, y->string);
+            if (!x) { snprintf(why, wl, "%s.%s: missing", path, y->string); return INFINITY; }
+            m = fmax(m, diff(x, y, y->string, why, wl));
+        }
+        return m;
+    }
+    return 0;
+}
+
+START_TEST(test_pytorch_models_predict)
+{
+    ck_assert_msg(ncases >= 7, "expected at least 7 interop cases in %s, found %d", models_dir(), ncases);
+    ck_assert_int_lt(_i, ncases);
+    char cwd[512], model[1024], reqp[1024], expp[1024];
+    ck_assert(getcwd(cwd, sizeof cwd));
+    snprintf(model, sizeof model, "%s/%s/%s.safetensors", cwd, models_dir(), cases[_i]);
+    snprintf(reqp, sizeof reqp, "%s/%s/%s.request.json", cwd, models_dir(), cases[_i]);
+    snprintf(expp, sizeof expp, "%s/%s/%s.expected.json", cwd, models_dir(), cases[_i]);
+    ck_assert_msg(run("predict --model '%s' --input '%s'", model, reqp) == 0, "%s", slurp("err.txt"));
+    char *out = slurp("out.txt");
+    FILE *f = fopen(expp, "r");
+    ck_assert(f);
+    char *exp = calloc(1 << 20, 1);
+    size_t n = fread(exp, 1, (1 << 20) - 1, f);
+    fclose(f);
+    exp[n] = 0;
+    cJSON *got = cJSON_Parse(out), *want = cJSON_Parse(exp);
+    ck_assert(got && want);
+    char why[256] = "";
+    for (const cJSON *field = want->child; field; field = field->next) {
+        double d = diff(cJSON_GetObjectItemCaseSensitive(got, field->string), field, field->string, why, sizeof why);
+        double scale = fmax(max_abs(field), 1e-30);
+        double rel = cJSON_IsNumber(field) || cJSON_IsArray(field) || cJSON_IsObject(field) ? d / scale : d;
+        printf("  interop %-24s %-16s max rel err %.2e\n", cases[_i], field->string, rel);
+        ck_assert_msg(rel <= 1e-5, "%s: %s differs from PyTorch (rel %.3e) %s", cases[_i], field->string, rel, why);
+    }
+    cJSON_Delete(got);
+    cJSON_Delete(want);
+    free(out);
+    free(exp);
+}
+END_TEST
+
+START_TEST(test_sgd_step_matches_pytorch)
+{
+    char cwd[512];
+    ck_assert(getcwd(cwd, sizeof cwd));
+    char job[1024], init[1024], want[1024];
+    snprintf(job, sizeof job, "%s/%s/sgd_step.job.json", cwd, models_dir());
+    snprintf(init, sizeof init, "%s/%s/sgd_step.init.safetensors", cwd, models_dir());
+    snprintf(want, sizeof want, "%s/%s/sgd_step.expected.safetensors", cwd, models_dir());
+    ck_assert_msg(run("train --job '%s' --init '%s' --out stepped.safetensors", job, init) == 0, "%s", slurp("err.txt"));
+    rnn_model a, b;
+    rnn_meta ma, mb;
+    rnn_err err;
+    char got[256];
+    snprintf(got, sizeof got, "%s/stepped.safetensors", dir);
+    ck_assert_msg(rnn_model_load(got, &a, &ma, &err) == 0, "%s", err.msg);
+    ck_assert_msg(rnn_model_load(want, &b, &mb, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(a.nparams, b.nparams);
+    for (int i = 0; i < a.ntensors; i++) {
+        const rnn_tensor *t = &a.tensors[i];
+        double e = ref_relerr(a.params + t->offset, b.params + t->offset, t->size);
+        printf("  sgd step %-20s max rel err %.2e\n", t->name, e);
+        ck_assert_msg(e <= 1e-5, "%s after one SGD step differs from PyTorch: %.3e", t->name, e);
+    }
+    rnn_model_free(&a); rnn_model_free(&b);
+    rnn_meta_free(&ma); rnn_meta_free(&mb);
+}
+END_TEST
+
+static int cmp_names(const void *a, const void *b) { return strcmp(a, b); }
+
+Suite *cli_suite(void)
+{
+    DIR *d = opendir(models_dir());
+    struct dirent *e;
+    while (d && (e = readdir(d)) && ncases < 32) {
+        const char *suffix = ".request.json";
+        size_t l = strlen(e->d_name), sl = strlen(suffix);
+        if (l > sl && l - sl < 120 && !strcmp(e->d_name + l - sl, suffix)) {
+            memcpy(cases[ncases], e->d_name, l - sl);
+            cases[ncases][l - sl] = 0;
+            ncases++;
+        }
+    }
+    if (d) closedir(d);
+    qsort(cases, (size_t)ncases, sizeof cases[0], cmp_names);
+    Suite *s = suite_create("cli");
+    TCase *tc = tcase_create("commands");
+    tcase_set_timeout(tc, 120);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_usage_and_exit_codes);
+    tcase_add_test(tc, test_sine_train_predict);
+    tcase_add_test(tc, test_charlm_generate);
+    tcase_add_loop_test(tc, test_pytorch_models_predict, 0, ncases > 0 ? ncases : 1);
+    tcase_add_test(tc, test_sgd_step_matches_pytorch);
+    suite_add_tcase(s, tc);
+    return s;
+}
