@@ -107,10 +107,10 @@ static int32_t *read_tokens(pctx *c, const char *s, const char *path, int *n)
     for (int i = 0; i < len; i++) {
         tok[i] = rnn_vocab_index(c->meta->vocab ? c->meta->vocab : "", cps[i]);
         if (tok[i] < 0) {
+            const unsigned cp = (unsigned)cps[i];
             free(cps);
             free(tok);
-            bad(c, 422, "%s: character %d (U+%04X) is not in the model's vocabulary", path, i,
-                (unsigned)cps[i]);
+            bad(c, 422, "%s: character %d (U+%04X) is not in the model's vocabulary", path, i, cp);
             return NULL;
         }
     }
