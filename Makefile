@@ -4,7 +4,7 @@ SANITIZER ?=
 BUILD     ?= build$(if $(SANITIZER),-$(SANITIZER))
 CC        ?= cc
 PREFIX    ?= /usr/local
-PKGS      := openblas libcjson
+PKGS      := openblas libcjson libmicrohttpd
 
 # pkg-config is asked lazily, after `deps` has had a chance to install it.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -27,7 +27,7 @@ LDLIBS    = $(PKG_LIBS) -lm -lpthread
 ENGINE_SRC := $(wildcard src/engine/*.c)
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
 CLI_SRC    := $(wildcard src/cli/*.c src/daemon/*.c)
-CLI_OBJ    := $(CLI_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ    := $(CLI_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/admin_page.o
 UNIT_SRC   := $(wildcard tests/unit/*.c)
 UNIT_OBJ   := $(UNIT_SRC:%.c=$(BUILD)/%.o)
 BENCH_SRC  := $(wildcard bench/*.c)
@@ -63,6 +63,13 @@ $(BUILD)/%.o: %.c
 $(LIBRNN): $(ENGINE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
+
+$(BUILD)/gen/admin_page.c: src/daemon/admin_page.html scripts/embed.sh
+	@mkdir -p $(dir $@)
+	sh scripts/embed.sh rnnd_admin_html $< > $@
+
+$(BUILD)/gen/admin_page.o: $(BUILD)/gen/admin_page.c
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(RNND): $(CLI_OBJ) $(LIBRNN)
 	$(CC) $(ALL_CFLAGS) -o $@ $(CLI_OBJ) $(LIBRNN) $(LDLIBS)

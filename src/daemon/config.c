@@ -1,0 +1,183 @@
+/*
+ * The daemon's configuration: one table of keys with type, default, range
+ * and a comment. A config file is `key = value` lines with `#` comments; a
+ * bad line stops start-up with FILE:LINE, the message and the line itself.
+ * Command-line flags use the same table (--key value).
+ */
+#include "daemon.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef enum { T_STR, T_INT, T_LOG } ktype;
+
+typedef struct key {
+    const char *name;
+    ktype type;
+    size_t off, size;
+    long lo, hi;
+    const char *comment;
+} key;
+
+#define S(f) offsetof(rnnd_config, f), sizeof(((rnnd_config *)0)->f)
+static const key keys[] = {
+    {"listen", T_STR, S(listen), 0, 0, "address to bind (use 0.0.0.0 to listen on every interface)"},
+    {"port", T_INT, S(port), 0, 65535, "TCP port (0 picks a free one and logs it)"},
+    {"model_dir", T_STR, S(model_dir), 0, 0, "folder of NAME.safetensors files; trained models are saved here"},
+    {"data_dir", T_STR, S(data_dir), 0, 0, "folder that {\"file\": NAME} training data is read from"},
+    {"http_threads", T_INT, S(http_threads), 1, 256, "HTTP worker threads (default: number of cores)"},
+    {"train_workers", T_INT, S(train_workers), 1, 64, "training jobs that run at once"},
+    {"train_queue", T_INT, S(train_queue), 0, 100000, "training jobs that may wait; more get 429"},
+    {"max_body_bytes", T_INT, S(max_body_bytes), 1024, 1L << 30, "largest request body; larger gets 413"},
+    {"max_sequence_length", T_INT, S(max_sequence_length), 1, 10000000, "most steps in one sequence"},
+    {"max_batch", T_INT, S(max_batch), 1, 1000000, "most sequences in one predict request"},
+    {"loss_history_max", T_INT, S(loss_history_max), 2, 10000000, "loss points kept per job and per model"},
+    {"auth_token", T_STR, S(auth_token), 0, 0, "if set, /train, /admin and model changes need Authorization: Bearer TOKEN"},
+    {"log_level", T_LOG, S(log_level), 0, 0, "error, warn, info or debug"},
+    {"connection_limit", T_INT, S(connection_limit), 1, 1000000, "open connections at most"},
+    {"per_ip_limit", T_INT, S(per_ip_limit), 0, 1000000, "open connections per client address (0: no limit)"},
+    {"connection_timeout", T_INT, S(connection_timeout), 1, 86400, "seconds an idle connection is kept"},
+    {"drain_timeout", T_INT, S(drain_timeout), 0, 3600, "seconds SIGTERM waits for requests in flight"},
+};
+#undef S
+#define NKEYS (sizeof keys / sizeof keys[0])
+
+void rnnd_config_defaults(rnnd_config *c)
+{
+    memset(c, 0, sizeof *c);
+    snprintf(c->listen, sizeof c->listen, "127.0.0.1");
+    c->port = 8080;
+    snprintf(c->model_dir, sizeof c->model_dir, "models");
+    snprintf(c->data_dir, sizeof c->data_dir, "data");
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    c->http_threads = n > 0 && n < 256 ? (int)n : 2;
+    c->train_workers = 1;
+    c->train_queue = 16;
+    c->max_body_bytes = 8388608;
+    c->max_sequence_length = 10000;
+    c->max_batch = 256;
+    c->loss_history_max = 1000;
+    c->log_level = LOG_INFO;
+    c->connection_limit = 1024;
+    c->per_ip_limit = 0;
+    c->connection_timeout = 30;
+    c->drain_timeout = 30;
+}
+
+int rnnd_config_set(rnnd_config *c, const char *name, const char *value, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < NKEYS; i++) {
+        const key *k = &keys[i];
+        if (strcmp(k->name, name))
+            continue;
+        char *p = (char *)c + k->off;
+        if (k->type == T_STR) {
+            if (strlen(value) >= k->size) {
+                snprintf(err, errlen, "%s: longer than %zu characters", name, k->size - 1);
+                return -1;
+            }
+            snprintf(p, k->size, "%s", value);
+            return 0;
+        }
+        if (k->type == T_LOG) {
+            int lv = rnnd_log_parse(value);
+            if (lv < 0) {
+                snprintf(err, errlen, "%s: must be error, warn, info or debug, got \"%s\"", name, value);
+                return -1;
+            }
+            *(int *)p = lv;
+            return 0;
+        }
+        char *end;
+        errno = 0;
+        long v = strtol(value, &end, 10);
+        if (!*value || *end || errno) {
+            snprintf(err, errlen, "%s: must be a whole number, got \"%s\"", name, value);
+            return -1;
+        }
+        if (v < k->lo || v > k->hi) {
+            snprintf(err, errlen, "%s: must be between %ld and %ld, got %ld", name, k->lo, k->hi, v);
+            return -1;
+        }
+        if (k->size == sizeof(long))
+            *(long *)p = v;
+        else
+            *(int *)p = (int)v;
+        return 0;
+    }
+    snprintf(err, errlen, "unknown key \"%s\"", name);
+    return -1;
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s)) s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1])) *--e = 0;
+    return s;
+}
+
+int rnnd_config_load(rnnd_config *c, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    char line[4096], msg[512];
+    int n = 0;
+    while (fgets(line, sizeof line, f)) {
+        n++;
+        char orig[4096];
+        snprintf(orig, sizeof orig, "%s", line);
+        orig[strcspn(orig, "\n")] = 0;
+        char *hash = strchr(line, '#');
+        if (hash) *hash = 0;
+        char *s = trim(line);
+        if (!*s)
+            continue;
+        char *eq = strchr(s, '=');
+        if (!eq) {
+            snprintf(err, errlen, "%s:%d: expected key = value: %s", path, n, orig);
+            fclose(f);
+            return -1;
+        }
+        *eq = 0;
+        char *k = trim(s), *v = trim(eq + 1);
+        /* optional quotes around a value */
+        size_t vl = strlen(v);
+        if (vl >= 2 && v[0] == '"' && v[vl - 1] == '"') {
+            v[vl - 1] = 0;
+            v++;
+        }
+        if (rnnd_config_set(c, k, v, msg, sizeof msg)) {
+            snprintf(err, errlen, "%s:%d: %s: %s", path, n, msg, orig);
+            fclose(f);
+            return -1;
+        }
+    }
+    fclose(f);
+    return 0;
+}
+
+void rnnd_config_print(const rnnd_config *c, FILE *f)
+{
+    static const char *const lv[] = {"error", "warn", "info", "debug"};
+    for (size_t i = 0; i < NKEYS; i++) {
+        const key *k = &keys[i];
+        const char *p = (const char *)c + k->off;
+        fprintf(f, "# %s\n", k->comment);
+        if (k->type == T_STR)
+            fprintf(f, "%s%s = %s\n\n", *p ? "" : "# ", k->name, p);
+        else if (k->type == T_LOG)
+            fprintf(f, "%s = %s\n\n", k->name, lv[*(const int *)p]);
+        else
+            fprintf(f, "%s = %ld\n\n", k->name,
+                    k->size == sizeof(long) ? *(const long *)p : (long)*(const int *)p);
+    }
+}

@@ -1,0 +1,151 @@
+/*
+ * rnnd serve: configuration, logging, the model registry, the training job
+ * pool, metrics and the HTTP server. Only the engine's public headers are
+ * used here (rnn/rnn.h, rnn/io.h, rnn/job.h).
+ */
+#ifndef RNND_DAEMON_H
+#define RNND_DAEMON_H
+
+#include "rnn/io.h"
+#include "rnn/job.h"
+#include "rnn/rnn.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ------------------------------------------------------------------ config */
+
+typedef struct rnnd_config {
+    char listen[64];
+    int port;
+    char model_dir[1024];
+    char data_dir[1024];
+    int http_threads;
+    int train_workers;
+    int train_queue;
+    long max_body_bytes;
+    int max_sequence_length;
+    int max_batch;
+    int loss_history_max;
+    char auth_token[256];
+    int log_level;              /* LOG_ERROR .. LOG_DEBUG */
+    int connection_limit;
+    int per_ip_limit;
+    int connection_timeout;     /* seconds */
+    int drain_timeout;          /* seconds to wait for requests in flight on SIGTERM */
+} rnnd_config;
+
+void rnnd_config_defaults(rnnd_config *c);
+/* Reads `key = value` lines; on error writes "FILE:LINE: message" into err
+ * and returns -1. */
+int rnnd_config_load(rnnd_config *c, const char *path, char *err, size_t errlen);
+/* One setting by key (config file or --key value); -1 with a message. */
+int rnnd_config_set(rnnd_config *c, const char *key, const char *value, char *err, size_t errlen);
+/* Writes every key with its value and comment, as config/rnnd.conf. */
+void rnnd_config_print(const rnnd_config *c, FILE *f);
+
+/* ------------------------------------------------------------------ log */
+
+enum { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
+extern int rnnd_log_level;
+void rnnd_log_(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The level is checked before the arguments are formatted. */
+#define rnnd_log(level, ...) \
+    do { if ((level) <= rnnd_log_level) rnnd_log_((level), __VA_ARGS__); } while (0)
+int rnnd_log_parse(const char *s);
+
+/* ------------------------------------------------------------------ registry */
+
+/* A loaded model version: immutable once published, freed when the last
+ * reference goes. */
+typedef struct served_model {
+    char name[65];
+    long version;
+    rnn_model m;
+    rnn_meta meta;
+    atomic_int refs;
+    char loaded_at[40];
+    long long file_mtime_ns;    /* of the file it came from, 0 if none */
+} served_model;
+
+typedef struct registry registry;
+
+registry *registry_new(void);
+void registry_free(registry *r);
+/* Takes a reference; NULL if there is no such model. */
+served_model *registry_get(registry *r, const char *name);
+/* The only model, when exactly one is loaded (a reference), else NULL. */
+served_model *registry_only(registry *r);
+void served_release(served_model *s);
+/* Publishes a new version of name (taking ownership of m and meta) and
+ * returns its version number. */
+long registry_put(registry *r, const char *name, rnn_model *m, rnn_meta *meta,
+                  long long mtime_ns);
+/* Loads every NAME.safetensors in dir; files that fail are logged and the
+ * model they would replace stays. Returns the count loaded. */
+int registry_load_dir(registry *r, const char *dir);
+/* Snapshot of all models (references); caller releases each and frees the array. */
+int registry_list(registry *r, served_model ***out);
+
+/* ------------------------------------------------------------------ jobs */
+
+typedef enum { JOB_QUEUED, JOB_RUNNING, JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED } job_state;
+const char *job_state_name(job_state s);
+
+typedef struct job_point {
+    int epoch;
+    long step;
+    double loss, val_loss, time;
+} job_point;
+
+typedef struct train_job {
+    long id;
+    char model[65];
+    job_state state;
+    int epoch, epochs;
+    long step, steps;
+    double loss, val_loss;
+    double started, finished, submitted;    /* seconds since the epoch */
+    long version;                           /* the version it produced */
+    char error[RNN_ERR_LEN];
+    atomic_int cancel;
+    int npoints, cap_points;
+    job_point *points;
+    /* owned until the worker takes them */
+    rnn_job spec;
+    rnn_dataset data;
+    served_model *base;                     /* model fine-tuned, or NULL */
+    struct train_job *next_queued;
+} train_job;
+
+typedef struct job_pool job_pool;
+
+job_pool *pool_new(const rnnd_config *cfg, registry *reg);
+/* Stops workers after their current step; jobs left are cancelled. */
+void pool_free(job_pool *p);
+/* Takes ownership of job on success (0); -1 when the queue is full. */
+int pool_submit(job_pool *p, train_job *job);
+/* Fills a JSON object with a job's status under the pool lock; -1 if unknown. */
+struct cJSON;
+int pool_job_json(job_pool *p, long id, struct cJSON *out, int with_points);
+void pool_list_json(job_pool *p, struct cJSON *array);
+/* 0 cancelled (or was already done), -1 unknown id. */
+int pool_cancel(job_pool *p, long id, job_state *state_after);
+void pool_counts(job_pool *p, int counts[5]);
+void pool_stop_all(job_pool *p);
+
+/* ------------------------------------------------------------------ metrics */
+
+void metrics_request(const char *route, int status, double seconds);
+/* Appends the Prometheus text of the metrics to a buffer (caller frees). */
+char *metrics_render(registry *r, job_pool *p);
+
+/* ------------------------------------------------------------------ server */
+
+int rnnd_serve_main(const rnnd_config *cfg);
+double rnnd_now(void);
+
+#endif
