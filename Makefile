@@ -30,14 +30,16 @@ CLI_SRC    := $(wildcard src/cli/*.c src/daemon/*.c)
 CLI_OBJ    := $(CLI_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/admin_page.o
 UNIT_SRC   := $(wildcard tests/unit/*.c)
 UNIT_OBJ   := $(UNIT_SRC:%.c=$(BUILD)/%.o)
+INTEG_SRC  := $(wildcard tests/integration/*.c)
 BENCH_SRC  := $(wildcard bench/*.c)
 
 LIBRNN     := $(BUILD)/librnn.a
 RNND       := $(BUILD)/rnnd
 UNIT_BIN   := $(BUILD)/test_unit
 BENCH_BIN  := $(BUILD)/bench_engine
+INTEG_BIN  := $(BUILD)/test_integration
 
-.PHONY: all test unit bench deps deps-test clean help
+.PHONY: all test unit integration bench deps deps-test clean help
 .DEFAULT_GOAL := all
 
 all: deps
@@ -84,8 +86,15 @@ $(UNIT_BIN): $(UNIT_OBJ) $(LIBRNN)
 unit: $(UNIT_BIN) $(RNND)
 	OPENBLAS_NUM_THREADS=1 RNND_BIN=$(RNND) $(UNIT_BIN)
 
+$(INTEG_BIN): $(INTEG_SRC)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -o $@ $(INTEG_SRC) $(CHECK_LIBS) $(shell pkg-config --libs libcurl libcjson 2>/dev/null) -lpthread -lm
+
+integration: $(INTEG_BIN) $(RNND)
+	OPENBLAS_NUM_THREADS=1 RNND_BIN=$(RNND) $(INTEG_BIN)
+
 test: deps-test
-	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory unit integration
 
 $(BENCH_BIN): $(BENCH_SRC) $(LIBRNN)
 	$(CC) $(ALL_CFLAGS) -o $@ $(BENCH_SRC) $(LIBRNN) $(LDLIBS)

@@ -15,6 +15,7 @@
 #include <cJSON.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -687,9 +688,23 @@ int rnnd_serve_main(const rnnd_config *cfg)
     rnnd_log(LOG_INFO, "shutting down: finishing requests in flight, stopping jobs");
     notify("STOPPING=1");
     atomic_store(&S.draining, 1);
+    /* stop accepting: take the listening socket back from libmicrohttpd,
+     * hand it the connections already waiting in the backlog (closing the
+     * socket would reset them), then close it so new ones are refused */
     MHD_socket lfd = MHD_quiesce_daemon(S.d);
-    if (lfd != MHD_INVALID_SOCKET)
+    if (lfd != MHD_INVALID_SOCKET) {
+        fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK);
+        for (;;) {
+            struct sockaddr_storage peer;
+            socklen_t pl = sizeof peer;
+            int fd = accept4(lfd, (struct sockaddr *)&peer, &pl, SOCK_CLOEXEC);
+            if (fd < 0)
+                break;
+            if (MHD_add_connection(S.d, fd, (struct sockaddr *)&peer, pl) != MHD_YES)
+                close(fd);
+        }
         close(lfd);
+    }
     pool_stop_all(S.pool);
     double t0 = rnnd_now();
     while (atomic_load(&S.inflight) > 0 && rnnd_now() - t0 < cfg->drain_timeout) {
