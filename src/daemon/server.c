@@ -35,7 +35,8 @@ typedef struct server {
     registry *reg;
     job_pool *pool;
     struct MHD_Daemon *d;
-    atomic_int inflight;
+    atomic_int inflight;        /* requests begun and not completed */
+    atomic_int fresh;           /* connections that have not sent a request yet */
     atomic_int draining;
     atomic_int ready;
 } server;
@@ -61,6 +62,18 @@ extern const char rnnd_admin_html[];
 
 /* ------------------------------------------------------------------ responses */
 
+/* While draining, every answer closes its connection, so keep-alive
+ * clients do not hold the server open. */
+static enum MHD_Result queue(struct MHD_Connection *c, req *r, int status, struct MHD_Response *resp)
+{
+    if (atomic_load(&S.draining))
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    r->status = status;
+    enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
 static enum MHD_Result send_text(struct MHD_Connection *c, req *r, int status, const char *type,
                                  char *body, size_t len)
 {
@@ -72,10 +85,7 @@ static enum MHD_Result send_text(struct MHD_Connection *c, req *r, int status, c
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
     MHD_add_response_header(resp, "Cache-Control", "no-store");
-    r->status = status;
-    enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, resp);
-    MHD_destroy_response(resp);
-    return ret;
+    return queue(c, r, status, resp);
 }
 
 static enum MHD_Result send_json(struct MHD_Connection *c, req *r, int status, cJSON *o)
@@ -131,10 +141,7 @@ static enum MHD_Result send_405(struct MHD_Connection *c, req *r, const char *al
     struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
-    r->status = 405;
-    enum MHD_Result ret = MHD_queue_response(c, 405, resp);
-    MHD_destroy_response(resp);
-    return ret;
+    return queue(c, r, 405, resp);
 }
 
 /* ------------------------------------------------------------------ checks */
@@ -320,10 +327,7 @@ static enum MHD_Result do_train_post(struct MHD_Connection *c, req *r)
     snprintf(loc, sizeof loc, "/train/%ld", id);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, loc);
-    r->status = 202;
-    ret = MHD_queue_response(c, 202, resp);
-    MHD_destroy_response(resp);
-    return ret;
+    return queue(c, r, 202, resp);
 }
 
 static int parse_id(const char *s, long *id)
@@ -523,6 +527,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         snprintf(r->route, sizeof r->route, "other");
         *req_cls = r;
         atomic_fetch_add(&S.inflight, 1);
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        int *served = ci ? ci->socket_context : NULL;
+        if (served && (*served)++ == 0)
+            atomic_fetch_sub(&S.fresh, 1);
         return MHD_YES;
     }
     if (*upload_size) {
@@ -571,6 +579,27 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     free(r);
     *req_cls = NULL;
     atomic_fetch_sub(&S.inflight, 1);
+}
+
+/* Counts connections that have not yet sent a request: a drain waits for
+ * them too, or a client that connected just before SIGTERM would get an
+ * empty reply. */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    (void)cls;
+    (void)c;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        *socket_context = calloc(1, sizeof(int));
+        if (*socket_context)
+            atomic_fetch_add(&S.fresh, 1);
+    } else {
+        int *served = *socket_context;
+        if (served && *served == 0)
+            atomic_fetch_sub(&S.fresh, 1);
+        free(served);
+        *socket_context = NULL;
+    }
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -658,6 +687,7 @@ int rnnd_serve_main(const rnnd_config *cfg)
                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout,
                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+                           MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
                            MHD_OPTION_END);
     if (!S.d) {
@@ -707,9 +737,14 @@ int rnnd_serve_main(const rnnd_config *cfg)
     }
     pool_stop_all(S.pool);
     double t0 = rnnd_now();
-    while (atomic_load(&S.inflight) > 0 && rnnd_now() - t0 < cfg->drain_timeout) {
-        struct timespec ts = {0, 10 * 1000 * 1000};
+    /* connections handed over above are registered by libmicrohttpd's
+     * threads a moment later: the server is idle only when nothing is in
+     * flight on several checks in a row */
+    int quiet = 0;
+    while (quiet < 5 && rnnd_now() - t0 < cfg->drain_timeout) {
+        struct timespec ts = {0, 20 * 1000 * 1000};
         nanosleep(&ts, NULL);
+        quiet = atomic_load(&S.inflight) > 0 || atomic_load(&S.fresh) > 0 ? 0 : quiet + 1;
     }
     MHD_stop_daemon(S.d);
     pool_free(S.pool);

@@ -598,6 +598,7 @@ START_TEST(test_sigterm_during_burst)
         if (bs[i].failed) printf("  client %d: %d failed, last with %ld (negative: a curl error)\n", i, bs[i].failed, bs[i].why);
     }
     printf("  SIGTERM during a burst: %d answered, %d failed, exit %d\n", answered, failed, st);
+    fflush(stdout);
     ck_assert_int_eq(st, 0);
     ck_assert_int_eq(failed, 0);
     ck_assert(answered > 10);
