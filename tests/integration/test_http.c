@@ -631,6 +631,34 @@ START_TEST(test_config_errors)
 }
 END_TEST
 
+START_TEST(test_sighup_reload)
+{
+    expect_error(get("/models/extra"), 404, "not loaded");
+    sh("cp '%s/gru.safetensors' '%s/models/extra.safetensors'", models_src, dir);
+    /* a corrupt file is logged and skipped, never served */
+    sh("head -c 100 '%s/gru.safetensors' > '%s/models/broken.safetensors'", models_src, dir);
+    kill(pid, SIGHUP);
+    resp r = {0};
+    for (int i = 0; i < 200; i++) {
+        free(r.body);
+        r = get("/models/extra");
+        if (r.status == 200) break;
+        msleep(10);
+    }
+    ck_assert_msg(r.status == 200, "SIGHUP did not load the new model: %ld", r.status);
+    free(r.body);
+    expect_error(get("/models/broken"), 404, "not loaded");
+    r = post("/predict", "{\"model\": \"extra\", \"sequence\": [[0.1, 0.2], [0.3, 0.4]]}");
+    ck_assert_int_eq(r.status, 200);
+    free(r.body);
+    r = post("/predict", "{\"model\": \"wave\", \"sequence\": [0.5]}");
+    cJSON *o = json_of(&r);
+    ck_assert_int_eq((int)num(o, "version"), 1); /* unchanged files keep their version */
+    cJSON_Delete(o);
+    free(r.body);
+}
+END_TEST
+
 static Suite *http_suite(void)
 {
     Suite *s = suite_create("http");
@@ -645,6 +673,7 @@ static Suite *http_suite(void)
     tcase_add_test(tc, test_auth_token);
     tcase_add_test(tc, test_sigterm_during_burst);
     tcase_add_test(tc, test_config_errors);
+    tcase_add_test(tc, test_sighup_reload);
     suite_add_tcase(s, tc);
     return s;
 }
