@@ -100,8 +100,10 @@ $(BENCH_BIN): $(BENCH_SRC) $(LIBRNN)
 	$(CC) $(ALL_CFLAGS) -o $@ $(BENCH_SRC) $(LIBRNN) $(LDLIBS)
 
 bench: deps
-	@$(MAKE) --no-print-directory $(BENCH_BIN)
+	@sh scripts/deps.sh bench
+	@$(MAKE) --no-print-directory $(BENCH_BIN) $(RNND)
 	OPENBLAS_NUM_THREADS=1 sh bench/run.sh $(BENCH_BIN) $(BENCH_ARGS)
+	sh bench/bench_http.sh $(RNND)
 
 clean:
 	rm -rf build build-address build-undefined build-thread

@@ -7,7 +7,7 @@ what=${1:-test}
 pkgs="gcc make pkg-config libopenblas-dev libcjson-dev libmicrohttpd-dev"
 case "$what" in
   test)  pkgs="$pkgs check libcurl4-openssl-dev" ;;
-  bench) pkgs="$pkgs check libcurl4-openssl-dev wrk" ;;
+  bench) pkgs="$pkgs check libcurl4-openssl-dev wrk python3-torch python3-flask" ;;
   build) ;;
   *) echo "usage: $0 [build|test|bench]" >&2; exit 2 ;;
 esac
