@@ -256,6 +256,15 @@ static enum MHD_Result do_predict(struct MHD_Connection *c, req *r)
     return send_text(c, r, 200, "application/json", reply, strlen(reply));
 }
 
+/* Frees a job that never reached the pool (its fields may be empty). */
+static void discard_job(train_job *j)
+{
+    rnn_dataset_free(&j->data);
+    served_release(j->base);
+    rnn_job_free(&j->spec);
+    free(j);
+}
+
 static enum MHD_Result do_train_post(struct MHD_Connection *c, req *r)
 {
     enum MHD_Result ret;
@@ -282,11 +291,8 @@ static enum MHD_Result do_train_post(struct MHD_Connection *c, req *r)
     if (j->base)
         j->spec.cfg = j->base->m.cfg;   /* fine-tuning: the model's architecture */
     if (rnn_job_dataset(&j->spec, j->base ? j->base->meta.vocab : NULL, S.cfg.data_dir, &j->data, &err)) {
-        ret = send_error(c, r, 422, "%s", err.msg);
-        served_release(j->base);
-        rnn_job_free(&j->spec);
-        free(j);
-        return ret;
+        discard_job(j);
+        return send_error(c, r, 422, "%s", err.msg);
     }
     if (j->base && (j->spec.cfg.input_size != j->base->m.cfg.input_size ||
                     j->spec.cfg.output_size != j->base->m.cfg.output_size)) {
@@ -294,25 +300,16 @@ static enum MHD_Result do_train_post(struct MHD_Connection *c, req *r)
                                     "(use \"from_scratch\": true to replace it)",
                          j->spec.cfg.input_size, j->spec.cfg.output_size, j->model,
                          j->base->m.cfg.input_size, j->base->m.cfg.output_size);
-        rnn_dataset_free(&j->data);
-        served_release(j->base);
-        rnn_job_free(&j->spec);
-        free(j);
+        discard_job(j);
         return ret;
     }
     rnn_config probe = j->spec.cfg;
     if (!j->base && rnn_config_check(&probe, &err)) {
-        ret = send_error(c, r, 422, "%s", err.msg);
-        rnn_dataset_free(&j->data);
-        rnn_job_free(&j->spec);
-        free(j);
-        return ret;
+        discard_job(j);
+        return send_error(c, r, 422, "%s", err.msg);
     }
     if (pool_submit(S.pool, j)) {
-        rnn_dataset_free(&j->data);
-        served_release(j->base);
-        rnn_job_free(&j->spec);
-        free(j);
+        discard_job(j);
         return send_error(c, r, 429, "the training queue is full (%d jobs waiting); try again later",
                           S.cfg.train_queue);
     }
