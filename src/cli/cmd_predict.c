@@ -153,8 +153,6 @@ int cmd_generate(int argc, char **argv)
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(r, "text");
         printf("%s%s\n", prefix, cJSON_IsString(t) ? t->valuestring : "");
         cJSON_Delete(r);
-    } else if (rc == EXIT_USAGE) {
-        /* the message is printed; a charlm is needed */
     }
     free(reply);
     free(req);

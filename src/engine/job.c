@@ -620,10 +620,8 @@ static int build_sequences(rnn_job *job, const cJSON *dj, const char *vocab_in, 
     for (const cJSON *y = tg->child; y; y = y->next, i++) {
         if (c->task == RNN_TASK_REGRESSION) {
             if (c->mode == RNN_MODE_MANY_TO_ONE) {
-                if (put_step(y, O, d->y + (size_t)i * O, "data.targets", i, 0, err)) {
-                    /* put_step names [i][0]; the target of a sequence is [i] */
+                if (put_step(y, O, d->y + (size_t)i * O, "data.targets", i, 0, err))
                     goto fail;
-                }
             } else {
                 if (!cJSON_IsArray(y) || cJSON_GetArraySize(y) != d->len[i]) {
                     rnn_fail(err, "data.targets[%d]: needs one target per step (%d)", i, d->len[i]);

@@ -39,14 +39,9 @@ static const gc_case cases[] = {
 
 enum { T = 7, B = 3, X = 3, H = 5, V = 6 };
 
-/* The loss with truncated BPTT is not a function of the weights alone: the
- * state entering each chunk is held fixed. The checks here therefore use
- * full BPTT for the loss and compare truncated gradients differently (see
- * test_tbptt_blocks_gradient). */
-static double loss_at(const rnn_model *m, rnn_ws *ws, const rnn_batch *b)
-{
-    return rnn_forward(m, ws, b);
-}
+/* With truncated BPTT the gradient is not that of the loss as a function of
+ * the weights (the state entering each chunk counts as fixed), so finite
+ * differences check full BPTT and test_tbptt_blocks_gradient the truncation. */
 
 START_TEST(test_gradcheck)
 {
@@ -75,7 +70,7 @@ START_TEST(test_gradcheck)
                    gc->task == RNN_TASK_REGRESSION ? NULL : cls};
     rnn_ws *ws = rnn_ws_new(&cfg, T, B);
     float *g = calloc(m.nparams, sizeof(float));
-    loss_at(&m, ws, &b);
+    rnn_forward(&m, ws, &b);
     rnn_backward(&m, ws, &b, 0, g, gc->embedding ? NULL : dx);
 
     /* relu is piecewise linear: a small step avoids crossing its kink */
@@ -107,9 +102,9 @@ START_TEST(test_gradcheck)
         for (size_t i = 0; i < n; i++) { d[i] /= nrm; analytic += d[i] * gp[i]; }
         memcpy(save, p, n * sizeof(float));
         for (size_t i = 0; i < n; i++) p[i] = (float)(save[i] + eps * d[i]);
-        double lp = loss_at(&m, ws, &b);
+        double lp = rnn_forward(&m, ws, &b);
         for (size_t i = 0; i < n; i++) p[i] = (float)(save[i] - eps * d[i]);
-        double lm = loss_at(&m, ws, &b);
+        double lm = rnn_forward(&m, ws, &b);
         memcpy(p, save, n * sizeof(float));
         double numeric = (lp - lm) / (2 * eps);
         double rel = fabs(numeric - analytic) / fmax(fmax(fabs(numeric), fabs(analytic)), 1e-3);
