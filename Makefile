@@ -4,6 +4,13 @@ SANITIZER ?=
 BUILD     ?= build$(if $(SANITIZER),-$(SANITIZER))
 CC        ?= cc
 PREFIX    ?= /usr/local
+BINDIR    ?= $(PREFIX)/bin
+DATADIR   ?= $(PREFIX)/share/rnnd
+DOCDIR    ?= $(PREFIX)/share/doc/rnnd
+UNITDIR   ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR ?= /etc
+STATEDIR  ?= /var/lib/rnnd
+DESTDIR   ?=
 PKGS      := openblas libcjson libmicrohttpd
 
 # pkg-config is asked lazily, after `deps` has had a chance to install it.
@@ -39,7 +46,7 @@ UNIT_BIN   := $(BUILD)/test_unit
 BENCH_BIN  := $(BUILD)/bench_engine
 INTEG_BIN  := $(BUILD)/test_integration
 
-.PHONY: all test unit integration bench deps deps-test clean help
+.PHONY: all run demo install uninstall test unit integration ops-check bench deps deps-test clean help
 .DEFAULT_GOAL := all
 
 all: deps
@@ -47,7 +54,9 @@ all: deps
 
 help:
 	@echo "make            build build/rnnd and build/librnn.a"
+	@echo "make run        build, make the demo models in models/, serve on 127.0.0.1:8080"
 	@echo "make test       install missing packages, build, run every test"
+	@echo "make install    PREFIX=/usr/local DESTDIR=: binary, /etc/rnnd/rnnd.conf, systemd unit, demo models"
 	@echo "make bench      engine benchmark vs PyTorch (not a test)"
 	@echo "make SANITIZER=address|undefined|thread test"
 	@echo "make clean"
@@ -57,6 +66,40 @@ deps:
 
 deps-test:
 	@sh scripts/deps.sh test
+
+# The demo models (scripts/demo-models.sh): trained by rnnd itself, in seconds.
+DEMO_DIR := $(BUILD)/demo-models
+
+demo: all
+	@sh scripts/demo-models.sh $(RNND) $(DEMO_DIR)
+
+run: all
+	@sh scripts/demo-models.sh $(RNND) models
+	$(RNND) serve --config config/rnnd.conf
+
+# Installs what the systemd unit uses. An existing /etc/rnnd/rnnd.conf is kept.
+install: demo
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/models $(DESTDIR)$(DOCDIR) \
+	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/rnnd
+	install -m 755 $(RNND) $(DESTDIR)$(BINDIR)/rnnd
+	install -m 644 $(DEMO_DIR)/sine.safetensors $(DEMO_DIR)/chars.safetensors $(DESTDIR)$(DATADIR)/models/
+	install -m 644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
+	sed -e 's|/usr/local/bin|$(BINDIR)|g' -e 's|/usr/local/share/rnnd|$(DATADIR)|g' \
+	    -e 's|/usr/local/share/doc/rnnd|$(DOCDIR)|g' -e 's|/etc/rnnd|$(SYSCONFDIR)/rnnd|g' \
+	    -e 's|/var/lib/rnnd|$(STATEDIR)|g' systemd/rnnd.service > $(DESTDIR)$(UNITDIR)/rnnd.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/rnnd.service
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/rnnd/rnnd.conf ]; then \
+	    echo "install: keeping $(DESTDIR)$(SYSCONFDIR)/rnnd/rnnd.conf"; \
+	else \
+	    sed -e 's|^model_dir = .*|model_dir = $(STATEDIR)/models|' \
+	        -e 's|^data_dir = .*|data_dir = $(STATEDIR)/data|' config/rnnd.conf \
+	        > $(DESTDIR)$(SYSCONFDIR)/rnnd/rnnd.conf && chmod 644 $(DESTDIR)$(SYSCONFDIR)/rnnd/rnnd.conf; \
+	fi
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/rnnd $(DESTDIR)$(UNITDIR)/rnnd.service
+	rm -rf $(DESTDIR)$(DATADIR) $(DESTDIR)$(DOCDIR)
+	@echo "uninstall: left $(SYSCONFDIR)/rnnd and $(STATEDIR) (settings and trained models)"
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -86,15 +129,22 @@ $(UNIT_BIN): $(UNIT_OBJ) $(LIBRNN)
 unit: $(UNIT_BIN) $(RNND)
 	OPENBLAS_NUM_THREADS=1 RNND_BIN=$(RNND) $(UNIT_BIN)
 
-$(INTEG_BIN): $(INTEG_SRC)
+$(INTEG_BIN): $(INTEG_SRC) $(wildcard tests/integration/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -o $@ $(INTEG_SRC) $(CHECK_LIBS) $(shell pkg-config --libs libcurl libcjson 2>/dev/null) -lpthread -lm
 
-integration: $(INTEG_BIN) $(RNND)
-	OPENBLAS_NUM_THREADS=1 RNND_BIN=$(RNND) $(INTEG_BIN)
+integration: $(INTEG_BIN) $(RNND) demo
+	OPENBLAS_NUM_THREADS=1 RNND_BIN=$(RNND) RNND_DEMO_MODELS=$(DEMO_DIR) RNND_BUILD=$(BUILD) $(INTEG_BIN)
+
+# The systemd unit (systemd-analyze verify and security, where it exists) and
+# the Docker image's runtime libraries, checked on a staged `make install`.
+ops-check: demo
+	@rm -rf $(BUILD)/stage
+	@$(MAKE) --no-print-directory install DESTDIR=$(abspath $(BUILD))/stage >/dev/null
+	sh tests/ops/check.sh $(RNND) $(BUILD)/stage
 
 test: deps-test
-	@$(MAKE) --no-print-directory unit integration
+	@$(MAKE) --no-print-directory unit integration ops-check
 
 $(BENCH_BIN): $(BENCH_SRC) $(LIBRNN)
 	$(CC) $(ALL_CFLAGS) -o $@ $(BENCH_SRC) $(LIBRNN) $(LDLIBS)

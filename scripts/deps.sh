@@ -1,22 +1,33 @@
 #!/bin/sh
 # Installs the Debian packages rnnd needs to build and test, if any is missing.
 # As root it runs apt-get; otherwise it prints the command to run and fails.
+# For `test` it also tries to install chromium, for the admin page's browser
+# test; if that fails the test is skipped with a message, not failed.
 # Usage: scripts/deps.sh [build|test|bench]
 set -eu
 what=${1:-test}
 pkgs="gcc make pkg-config libopenblas-dev libcjson-dev libmicrohttpd-dev"
 case "$what" in
-  test)  pkgs="$pkgs check libcurl4-openssl-dev" ;;
+  test)  pkgs="$pkgs check libcurl4-openssl-dev curl" ;;
   bench) pkgs="$pkgs check libcurl4-openssl-dev wrk python3-torch python3-flask" ;;
   build) ;;
   *) echo "usage: $0 [build|test|bench]" >&2; exit 2 ;;
 esac
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 missing=""
 for p in $pkgs; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-    missing="$missing $p"
-  fi
+  installed "$p" || missing="$missing $p"
 done
+if [ "$what" = test ] && ! installed chromium; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "deps: installing chromium (for the admin page test; optional)" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get update -q && apt-get install -y -q --no-install-recommends chromium; } >&2 ||
+      echo "deps: chromium could not be installed; the browser test will be skipped" >&2
+  else
+    echo "deps: optional: sudo apt-get install chromium (the admin page's browser test)" >&2
+  fi
+fi
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = 0 ]; then
   echo "deps: installing$missing" >&2

@@ -11,8 +11,10 @@ static void usage(FILE *f)
           "                  [--port N] [--listen ADDR] [--model-dir DIR] [--KEY VALUE ...]\n"
           "\n"
           "Serves the models of model_dir over HTTP/JSON and runs training jobs. Every key of\n"
-          "config/rnnd.conf can be given as --key value (dashes or underscores); flags override\n"
-          "the file. --check-config checks the configuration and exits (0 good, 2 bad).\n",
+          "config/rnnd.conf can be given as --key value (dashes or underscores) or as an\n"
+          "environment variable RNND_KEY (RNND_AUTH_TOKEN, RNND_PORT, ...); flags win over the\n"
+          "environment, which wins over the file. --check-config checks the configuration and\n"
+          "exits (0 good, 2 bad).\n",
           f);
 }
 
@@ -37,7 +39,7 @@ int cmd_serve(int argc, char **argv)
             file = argv[++i];
         }
     }
-    if (file && rnnd_config_load(&cfg, file, err, sizeof err)) {
+    if ((file && rnnd_config_load(&cfg, file, err, sizeof err)) || rnnd_config_env(&cfg, err, sizeof err)) {
         fprintf(stderr, "rnnd serve: %s\n", err);
         return EXIT_USAGE;
     }

@@ -20,6 +20,7 @@ static void usage(FILE *f)
           "  predict   run a prediction request:        rnnd predict --model MODEL [--input FILE|-]\n"
           "  generate  generate text with a charlm:     rnnd generate --model MODEL [--prefix TEXT]\n"
           "  info      describe a model file:           rnnd info --model MODEL\n"
+          "  probe     check a daemon (exit 0 on 200):  rnnd probe [--url URL]\n"
           "\n"
           "`rnnd COMMAND --help` describes each command.\n",
           f);
@@ -45,6 +46,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
+    if (!strcmp(cmd, "probe")) return cmd_probe(argc - 1, argv + 1);
     fprintf(stderr, "rnnd: unknown command \"%s\"\n", cmd);
     usage(stderr);
     return 2;

@@ -2,7 +2,8 @@
  * The daemon's configuration: one table of keys with type, default, range
  * and a comment. A config file is `key = value` lines with `#` comments; a
  * bad line stops start-up with FILE:LINE, the message and the line itself.
- * Command-line flags use the same table (--key value).
+ * Environment variables (RNND_KEY) and command-line flags (--key value) use the
+ * same table; flags win over the environment, which wins over the file.
  */
 #include "daemon.h"
 
@@ -162,6 +163,26 @@ int rnnd_config_load(rnnd_config *c, const char *path, char *err, size_t errlen)
         }
     }
     fclose(f);
+    return 0;
+}
+
+int rnnd_config_env(rnnd_config *c, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < NKEYS; i++) {
+        char var[64] = "RNND_";
+        size_t n = 5;
+        for (const char *p = keys[i].name; *p && n + 1 < sizeof var; p++)
+            var[n++] = (char)toupper((unsigned char)*p);
+        var[n] = 0;
+        const char *v = getenv(var);
+        if (!v)
+            continue;
+        char msg[900];
+        if (rnnd_config_set(c, keys[i].name, v, msg, sizeof msg)) {
+            snprintf(err, errlen, "environment %s: %s", var, msg);
+            return -1;
+        }
+    }
     return 0;
 }
 

@@ -44,6 +44,9 @@ void rnnd_config_defaults(rnnd_config *c);
 int rnnd_config_load(rnnd_config *c, const char *path, char *err, size_t errlen);
 /* One setting by key (config file or --key value); -1 with a message. */
 int rnnd_config_set(rnnd_config *c, const char *key, const char *value, char *err, size_t errlen);
+/* Applies RNND_KEY environment variables (RNND_AUTH_TOKEN, RNND_PORT, ...);
+ * -1 with "environment RNND_KEY: message". */
+int rnnd_config_env(rnnd_config *c, char *err, size_t errlen);
 /* Writes every key with its value and comment, as config/rnnd.conf. */
 void rnnd_config_print(const rnnd_config *c, FILE *f);
 

@@ -143,7 +143,11 @@ static void run_job(job_pool *pool, train_job *j)
             final = JOB_CANCELLED;
             snprintf(err.msg, sizeof err.msg, "cancelled at step %ld", res.steps_done);
         } else if (rc == 0) {
-            meta.created[0] = 0;
+            /* the save time, in the file and in the version served */
+            time_t now = time(NULL);
+            struct tm tm;
+            gmtime_r(&now, &tm);
+            strftime(meta.created, sizeof meta.created, "%Y-%m-%dT%H:%M:%SZ", &tm);
             meta.epochs += res.epochs_done;
             meta.final_loss = res.final_loss;
             meta.final_val_loss = res.final_val_loss;

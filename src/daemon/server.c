@@ -129,38 +129,102 @@ static enum MHD_Result send_error(struct MHD_Connection *c, req *r, int status, 
     return send_json(c, r, status, o);
 }
 
-static enum MHD_Result send_405(struct MHD_Connection *c, req *r, const char *allow)
+/* An error reply with one extra header (Allow, WWW-Authenticate). */
+static enum MHD_Result send_error_header(struct MHD_Connection *c, req *r, int status, const char *hname,
+                                         const char *hvalue, const char *msg)
 {
     cJSON *o = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(o, "error");
-    cJSON_AddStringToObject(e, "code", code_of(405));
-    char msg[320];
-    snprintf(msg, sizeof msg, "%s %s is not allowed; allowed: %s", r->method, r->path, allow);
+    cJSON_AddStringToObject(e, "code", code_of(status));
     cJSON_AddStringToObject(e, "message", msg);
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
+    if (!s)
+        return MHD_NO;
     struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(s);
+        return MHD_NO;
+    }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
-    return queue(c, r, 405, resp);
+    MHD_add_response_header(resp, hname, hvalue);
+    return queue(c, r, status, resp);
+}
+
+static enum MHD_Result send_405(struct MHD_Connection *c, req *r, const char *allow)
+{
+    char msg[320];
+    snprintf(msg, sizeof msg, "%s %s is not allowed; allowed: %s", r->method, r->path, allow);
+    return send_error_header(c, r, 405, MHD_HTTP_HEADER_ALLOW, allow, msg);
+}
+
+/* The admin page asks for HTTP Basic credentials, the one way a browser can
+ * send the token when it opens a page; the API asks for a bearer token. */
+static enum MHD_Result send_401(struct MHD_Connection *c, req *r, int page)
+{
+    return send_error_header(c, r, 401, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                             page ? "Basic realm=\"rnnd\", charset=\"UTF-8\"" : "Bearer realm=\"rnnd\"",
+                             page ? "the admin page needs the token: any user name, the token as password"
+                                  : "missing or wrong bearer token");
 }
 
 /* ------------------------------------------------------------------ checks */
 
+/* Decodes standard base64 into out (NUL-terminated); -1 if malformed or too long. */
+static int base64_decode(const char *in, char *out, size_t cap)
+{
+    static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t n = 0;
+    unsigned acc = 0;
+    int bits = 0;
+    for (; *in && *in != '='; in++) {
+        const char *p = strchr(al, *in);
+        if (!p)
+            return -1;
+        acc = (acc << 6) | (unsigned)(p - al);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (n + 1 >= cap)
+                return -1;
+            out[n++] = (char)((acc >> bits) & 0xff);
+        }
+    }
+    out[n] = 0;
+    return 0;
+}
+
+/* Constant time in the token's length: no early exit on a mismatch. */
+static int token_equal(const char *tok, const char *h)
+{
+    size_t lt = strlen(tok), lh = strlen(h);
+    unsigned diff = (unsigned)(lt ^ lh);
+    for (size_t i = 0; i < lt; i++)
+        diff |= (unsigned char)tok[i] ^ (unsigned char)(i < lh ? h[i] : 0);
+    return diff == 0;
+}
+
+/* `Authorization: Bearer TOKEN`, or `Basic base64(user:TOKEN)` (any user)
+ * from a browser. */
 static int authorized(struct MHD_Connection *c)
 {
     const char *tok = S.cfg.auth_token;
     if (!tok[0])
         return 1;
     const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (!h || strncmp(h, "Bearer ", 7))
+    if (!h)
         return 0;
-    h += 7;
-    /* constant time in the token's length: no early exit on a mismatch */
-    size_t lt = strlen(tok), lh = strlen(h);
-    unsigned diff = (unsigned)(lt ^ lh);
-    for (size_t i = 0; i < lt; i++)
-        diff |= (unsigned char)tok[i] ^ (unsigned char)(i < lh ? h[i] : 0);
-    return diff == 0;
+    if (!strncmp(h, "Bearer ", 7))
+        return token_equal(tok, h + 7);
+    if (!strncmp(h, "Basic ", 6)) {
+        char cred[600];
+        const char *colon;
+        if (base64_decode(h + 6, cred, sizeof cred) || !(colon = strchr(cred, ':')))
+            return 0;
+        int ok = token_equal(tok, colon + 1);
+        memset(cred, 0, sizeof cred);
+        return ok;
+    }
+    return 0;
 }
 
 static int json_content(struct MHD_Connection *c)
@@ -445,7 +509,7 @@ static enum MHD_Result route(struct MHD_Connection *c, req *r)
         snprintf(r->route, sizeof r->route, one ? "/train/{id}" : "/train");
         if (one ? !(get || del) : !(get || post))
             return send_405(c, r, one ? "GET, DELETE" : "GET, POST");
-        if (!authorized(c)) return send_error(c, r, 401, "missing or wrong bearer token");
+        if (!authorized(c)) return send_401(c, r, 0);
         if (!one) {
             if (post) {
                 if (r->too_big) return send_error(c, r, 413, "request body over %ld bytes (max_body_bytes)", S.cfg.max_body_bytes);
@@ -473,7 +537,7 @@ static enum MHD_Result route(struct MHD_Connection *c, req *r)
         const int loss = !strcmp(p, "/admin/loss");
         snprintf(r->route, sizeof r->route, loss ? "/admin/loss" : "/admin");
         if (!get) return send_405(c, r, "GET");
-        if (!authorized(c)) return send_error(c, r, 401, "missing or wrong bearer token");
+        if (!authorized(c)) return send_401(c, r, !loss);
         if (!loss) {
             char *page = strdup(rnnd_admin_html);
             return send_text(c, r, 200, "text/html; charset=utf-8", page, strlen(page));

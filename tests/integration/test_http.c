@@ -4,246 +4,18 @@
  * its log), talks to it with libcurl, and stops it with SIGTERM, which must
  * end it with status 0.
  */
-#include <check.h>
-#include <cJSON.h>
-#include <curl/curl.h>
-#include <errno.h>
+#include "harness.h"
+
 #include <math.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <signal.h>
-#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
-
-static char dir[64];
-static char rnnd_bin[1024], models_src[1024];
-static pid_t pid;
-static int port;
-
-static void msleep(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void sh(const char *fmt, ...)
-{
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int st = system(cmd);
-    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "command failed: %s", cmd);
-}
-
-/* Starts rnnd serve with extra flags; waits for its "listening" line. */
-static int starts;
-
-static void start_daemon(const char *extra)
-{
-    char cmd[4096], path[256], line[512];
-    /* a fresh log per start, so a stopped daemon's "listening" line is not read */
-    snprintf(path, sizeof path, "%s/serve%d.log", dir, ++starts);
-    snprintf(cmd, sizeof cmd,
-             "exec '%s' serve --listen 127.0.0.1 --port 0 --model-dir '%s/models' --data-dir '%s'"
-             " --http-threads 4 --max-body-bytes 65536 --max-sequence-length 2000 --max-batch 8 %s"
-             " 2> '%s'",
-             rnnd_bin, dir, dir, extra, path);
-    pid = fork();
-    ck_assert(pid >= 0);
-    if (pid == 0) {
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 500; i++) {
-        FILE *f = fopen(path, "r");
-        while (f && fgets(line, sizeof line, f)) {
-            char *p = strstr(line, "listening on http://127.0.0.1:");
-            if (p) {
-                port = atoi(p + strlen("listening on http://127.0.0.1:"));
-                fclose(f);
-                return;
-            }
-        }
-        if (f) fclose(f);
-        msleep(10);
-    }
-    ck_abort_msg("rnnd serve did not start; see %s", path);
-}
-
-/* SIGTERM and wait; returns the exit status. */
-static int stop_daemon(void)
-{
-    if (pid <= 0)
-        return -1;
-    kill(pid, SIGTERM);
-    int st = 0;
-    for (int i = 0; i < 1000; i++) {
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid) {
-            pid = 0;
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        }
-        msleep(10);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &st, 0);
-    pid = 0;
-    return -2;
-}
-
-static void setup_dir(void)
-{
-    snprintf(dir, sizeof dir, "/tmp/rnnd-http-XXXXXX");
-    ck_assert(mkdtemp(dir));
-    sh("mkdir -p '%s/models' && cp '%s/lstm.safetensors' '%s/models/wave.safetensors'"
-       " && cp '%s/rnn_relu.safetensors' '%s/models/steps.safetensors'"
-       " && cp '%s/lstm_classify.safetensors' '%s/models/kind.safetensors'"
-       " && cp '%s/lstm_charlm.safetensors' '%s/models/chars.safetensors'",
-       dir, models_src, dir, models_src, dir, models_src, dir, models_src, dir);
-}
-
-static void setup(void)
-{
-    setup_dir();
-    start_daemon("");
-}
-
-static void teardown(void)
-{
-    int st = stop_daemon();
-    ck_assert_msg(st == 0, "rnnd serve exited with %d after SIGTERM", st);
-    sh("rm -rf '%s'", dir);
-}
-
-/* ------------------------------------------------------------------ http */
-
-typedef struct resp {
-    long status;
-    char *body;
-    size_t len;
-    char allow[128];
-    char location[128];
-} resp;
-
-static size_t on_body(char *p, size_t sz, size_t n, void *ud)
-{
-    resp *r = ud;
-    char *nb = realloc(r->body, r->len + sz * n + 1);
-    if (!nb) return 0;
-    r->body = nb;
-    memcpy(r->body + r->len, p, sz * n);
-    r->len += sz * n;
-    r->body[r->len] = 0;
-    return sz * n;
-}
-
-static size_t on_header(char *p, size_t sz, size_t n, void *ud)
-{
-    resp *r = ud;
-    size_t l = sz * n;
-    if (l > 7 && !strncasecmp(p, "Allow: ", 7))
-        snprintf(r->allow, sizeof r->allow, "%.*s", (int)(l - 9), p + 7);
-    if (l > 10 && !strncasecmp(p, "Location: ", 10))
-        snprintf(r->location, sizeof r->location, "%.*s", (int)(l - 12), p + 10);
-    return l;
-}
-
-/* One request; body may be NULL. type NULL means application/json. */
-static resp http(const char *method, const char *path, const char *body, size_t len, const char *type,
-                 const char *token)
-{
-    resp r = {0};
-    CURL *c = curl_easy_init();
-    char url[512], auth[300], ct[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
-    struct curl_slist *h = NULL;
-    snprintf(ct, sizeof ct, "Content-Type: %s", type ? type : "application/json");
-    h = curl_slist_append(h, ct);
-    if (token) {
-        snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-        h = curl_slist_append(h, auth);
-    }
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    if (body) {
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    }
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-    CURLcode rc = curl_easy_perform(c);
-    if (rc == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
-    else
-        r.status = -(long)rc;
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    return r;
-}
-
-static resp post(const char *path, const char *body) { return http("POST", path, body, strlen(body), NULL, NULL); }
-static resp get(const char *path) { return http("GET", path, NULL, 0, NULL, NULL); }
-
-static cJSON *json_of(resp *r)
-{
-    cJSON *o = cJSON_Parse(r->body ? r->body : "");
-    ck_assert_msg(o, "status %ld, body not JSON: %s", r->status, r->body ? r->body : "(none)");
-    return o;
-}
-
-/* Asserts the status and that the error body names `needle`. */
-static void expect_error(resp r, long status, const char *needle)
-{
-    ck_assert_msg(r.status == status, "want %ld, got %ld: %s", status, r.status, r.body ? r.body : "");
-    cJSON *o = json_of(&r);
-    cJSON *e = cJSON_GetObjectItem(o, "error");
-    ck_assert_msg(e && cJSON_IsString(cJSON_GetObjectItem(e, "code")), "no error object: %s", r.body);
-    const char *m = cJSON_GetObjectItem(e, "message")->valuestring;
-    ck_assert_msg(strstr(m, needle), "error \"%s\" should mention \"%s\"", m, needle);
-    cJSON_Delete(o);
-    free(r.body);
-}
-
-static char *read_text(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    ck_assert_msg(f, "%s", path);
-    char *b = calloc(1 << 20, 1);
-    size_t n = fread(b, 1, (1 << 20) - 1, f);
-    b[n] = 0;
-    fclose(f);
-    return b;
-}
-
-/* The request of a tests/ref/models case with "model" set to name. */
-static char *case_request(const char *cas, const char *name)
-{
-    char p[1200];
-    snprintf(p, sizeof p, "%s/%s.request.json", models_src, cas);
-    char *t = read_text(p);
-    cJSON *o = cJSON_Parse(t);
-    free(t);
-    cJSON_DeleteItemFromObject(o, "model");
-    cJSON_AddStringToObject(o, "model", name);
-    char *s = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return s;
-}
-
-static double num(const cJSON *o, const char *k) { return cJSON_GetObjectItem(o, k)->valuedouble; }
 
 /* ------------------------------------------------------------------ tests */
 
@@ -295,51 +67,6 @@ START_TEST(test_predict_each_task)
 }
 END_TEST
 
-static cJSON *job_status(long id)
-{
-    char p[64];
-    snprintf(p, sizeof p, "/train/%ld", id);
-    resp r = get(p);
-    ck_assert_msg(r.status == 200, "%s: %ld %s", p, r.status, r.body);
-    cJSON *o = json_of(&r);
-    free(r.body);
-    return o;
-}
-
-static const char *status_of(cJSON *o) { return cJSON_GetObjectItem(o, "status")->valuestring; }
-
-/* Polls until the job reaches one of the final states; returns it. */
-static cJSON *wait_job(long id, double seconds)
-{
-    double t = 0;
-    for (;;) {
-        cJSON *o = job_status(id);
-        const char *s = status_of(o);
-        if (!strcmp(s, "succeeded") || !strcmp(s, "failed") || !strcmp(s, "cancelled")) return o;
-        cJSON_Delete(o);
-        ck_assert_msg(t < seconds, "job %ld did not finish in %.0fs", id, seconds);
-        msleep(20);
-        t += 0.02;
-    }
-}
-
-static long submit(const char *job, long want_status)
-{
-    resp r = post("/train", job);
-    ck_assert_msg(r.status == want_status, "POST /train: want %ld, got %ld: %s", want_status, r.status, r.body);
-    long id = 0;
-    if (r.status == 202) {
-        cJSON *o = json_of(&r);
-        id = (long)num(o, "job");
-        ck_assert_str_eq(status_of(o), "queued");
-        char loc[64];
-        snprintf(loc, sizeof loc, "/train/%ld", id);
-        ck_assert_str_eq(r.location, loc);
-        cJSON_Delete(o);
-    }
-    free(r.body);
-    return id;
-}
 
 #define SINE_JOB(name, epochs, samples) \
     "{\"model\": \"" name "\", \"cell\": \"gru\", \"hidden\": 8, \"data\": {\"generator\": \"sine\", " \
@@ -553,7 +280,17 @@ START_TEST(test_auth_token)
     expect_error(post("/train", SINE_JOB("t", 1, 40)), 401, "bearer token");
     expect_error(http("POST", "/train", SINE_JOB("t", 1, 40), strlen(SINE_JOB("t", 1, 40)), NULL, "wrong"), 401, "bearer token");
     expect_error(get("/admin/loss?model=wave"), 401, "bearer token");
-    expect_error(get("/admin"), 401, "bearer token");
+    expect_error(get("/admin"), 401, "token as password");
+    /* a browser's Basic credentials: any user, the token as password */
+    expect_error(http("GET", "/admin", NULL, 0, NULL, "Basic eDpzM2NyZQ=="), 401, "token");
+    expect_error(http("GET", "/admin", NULL, 0, NULL, "Basic !!!"), 401, "token");
+    resp b = http("GET", "/admin", NULL, 0, NULL, "Basic eDpzM2NyZXQ=");
+    ck_assert_int_eq(b.status, 200);
+    ck_assert(strstr(b.body, "<svg id=\"chart\""));
+    free(b.body);
+    b = http("GET", "/train", NULL, 0, NULL, "Basic eDpzM2NyZXQ=");
+    ck_assert_int_eq(b.status, 200);
+    free(b.body);
     resp r = http("POST", "/train", SINE_JOB("t", 1, 40), strlen(SINE_JOB("t", 1, 40)), NULL, "s3cret");
     ck_assert_int_eq(r.status, 202);
     free(r.body);
@@ -631,6 +368,53 @@ START_TEST(test_config_errors)
 }
 END_TEST
 
+/* RNND_KEY variables set any key; flags win over them, they over the file. */
+START_TEST(test_env_config_and_probe)
+{
+    char cmd[2048], p[256];
+    snprintf(cmd, sizeof cmd, "RNND_PORT=abc '%s' serve --config config/rnnd.conf --check-config 2> '%s/env.err'",
+             rnnd_bin, dir);
+    ck_assert_int_eq(WEXITSTATUS(system(cmd)), 2);
+    snprintf(p, sizeof p, "%s/env.err", dir);
+    char *e = read_text(p);
+    ck_assert_msg(strstr(e, "RNND_PORT") && strstr(e, "whole number"), "%s", e);
+    free(e);
+    snprintf(cmd, sizeof cmd,
+             "RNND_TRAIN_QUEUE=7 RNND_PORT=1 '%s' serve --config config/rnnd.conf --port 9 --print-config > '%s/env.out'",
+             rnnd_bin, dir);
+    ck_assert_int_eq(WEXITSTATUS(system(cmd)), 0);
+    snprintf(p, sizeof p, "%s/env.out", dir);
+    e = read_text(p);
+    ck_assert_msg(strstr(e, "\ntrain_queue = 7\n") && strstr(e, "\nport = 9\n"), "%s", e);
+    free(e);
+
+    /* rnnd probe: 0 on 200, 1 on another status or no server, 2 on a bad URL */
+    snprintf(cmd, sizeof cmd, "'%s' probe --url http://127.0.0.1:%d/healthz", rnnd_bin, port);
+    ck_assert_int_eq(WEXITSTATUS(system(cmd)), 0);
+    snprintf(cmd, sizeof cmd, "'%s' probe --url http://127.0.0.1:%d/nothing 2> '%s/probe.err'", rnnd_bin, port, dir);
+    ck_assert_int_eq(WEXITSTATUS(system(cmd)), 1);
+    snprintf(p, sizeof p, "%s/probe.err", dir);
+    e = read_text(p);
+    ck_assert_msg(strstr(e, "404"), "%s", e);
+    free(e);
+    snprintf(cmd, sizeof cmd, "'%s' probe --url ftp://x 2>/dev/null", rnnd_bin);
+    ck_assert_int_eq(WEXITSTATUS(system(cmd)), 2);
+    int keep = port;
+    ck_assert_int_eq(stop_daemon(), 0);
+    snprintf(cmd, sizeof cmd, "'%s' probe --url http://127.0.0.1:%d/healthz 2>/dev/null", rnnd_bin, keep);
+    ck_assert_int_eq(WEXITSTATUS(system(cmd)), 1);
+
+    /* the token from the environment */
+    setenv("RNND_AUTH_TOKEN", "from-env", 1);
+    start_daemon("");
+    unsetenv("RNND_AUTH_TOKEN");
+    expect_error(get("/train"), 401, "token");
+    resp r = http("GET", "/train", NULL, 0, NULL, "from-env");
+    ck_assert_int_eq(r.status, 200);
+    free(r.body);
+}
+END_TEST
+
 START_TEST(test_sighup_reload)
 {
     expect_error(get("/models/extra"), 404, "not loaded");
@@ -659,7 +443,7 @@ START_TEST(test_sighup_reload)
 }
 END_TEST
 
-static Suite *http_suite(void)
+Suite *http_suite(void)
 {
     Suite *s = suite_create("http");
     TCase *tc = tcase_create("daemon");
@@ -674,23 +458,8 @@ static Suite *http_suite(void)
     tcase_add_test(tc, test_sigterm_during_burst);
     tcase_add_test(tc, test_config_errors);
     tcase_add_test(tc, test_sighup_reload);
+    tcase_add_test(tc, test_env_config_and_probe);
     suite_add_tcase(s, tc);
     return s;
 }
 
-int main(void)
-{
-    const char *b = getenv("RNND_BIN");
-    char cwd[512];
-    if (!getcwd(cwd, sizeof cwd)) return 1;
-    snprintf(rnnd_bin, sizeof rnnd_bin, "%s%s%s", b && b[0] == '/' ? "" : cwd, b && b[0] == '/' ? "" : "/",
-             b && *b ? b : "build/rnnd");
-    snprintf(models_src, sizeof models_src, "%s/tests/ref/models", cwd);
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    SRunner *sr = srunner_create(http_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    curl_global_cleanup();
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
