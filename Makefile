@@ -136,12 +136,13 @@ $(INTEG_BIN): $(INTEG_SRC) $(wildcard tests/integration/*.h)
 integration: $(INTEG_BIN) $(RNND) demo
 	OPENBLAS_NUM_THREADS=1 RNND_BIN=$(RNND) RNND_DEMO_MODELS=$(DEMO_DIR) RNND_BUILD=$(BUILD) $(INTEG_BIN)
 
-# The systemd unit (systemd-analyze verify and security, where it exists) and
-# the Docker image's runtime libraries, checked on a staged `make install`.
+# The systemd unit (systemd-analyze verify and security, where it exists), the
+# Docker image's runtime libraries, checked on a staged `make install`; and
+# tools/rnnd_torch.py against rnnd where Debian's python3-torch is installed.
 ops-check: demo
 	@rm -rf $(BUILD)/stage
 	@$(MAKE) --no-print-directory install DESTDIR=$(abspath $(BUILD))/stage >/dev/null
-	sh tests/ops/check.sh $(RNND) $(BUILD)/stage
+	sh tests/ops/check.sh $(RNND) $(BUILD)/stage $(DEMO_DIR)
 
 test: deps-test
 	@$(MAKE) --no-print-directory unit integration ops-check

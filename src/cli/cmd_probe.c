@@ -17,8 +17,9 @@ static void usage(FILE *f)
 {
     fputs("usage: rnnd probe [--url URL] [--timeout SECONDS]\n"
           "\n"
-          "GETs URL (default http://127.0.0.1:8080/healthz; plain http only) and exits 0\n"
-          "if it answers 200, 1 otherwise, printing why on stderr.\n",
+          "GETs URL (default http://127.0.0.1:$RNND_PORT/healthz, port 8080 when RNND_PORT\n"
+          "is unset; plain http only) and exits 0 if it answers 200, 1 otherwise, printing\n"
+          "why on stderr. --timeout limits the whole exchange (default 5 s).\n",
           f);
 }
 
@@ -77,7 +78,11 @@ static int wait_fd(int fd, short ev, double deadline)
 
 int cmd_probe(int argc, char **argv)
 {
-    const char *url = "http://127.0.0.1:8080/healthz";
+    /* the daemon's own port when RNND_PORT sets it, as in a container */
+    char def[128];
+    const char *envport = getenv("RNND_PORT");
+    snprintf(def, sizeof def, "http://127.0.0.1:%.8s/healthz", envport && *envport ? envport : "8080");
+    const char *url = def;
     double timeout = 5;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {

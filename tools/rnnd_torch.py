@@ -1,0 +1,139 @@
+"""rnnd model files from PyTorch, with nothing but torch (Debian's python3-torch).
+
+An rnnd model is a safetensors file holding the state_dict of a module with
+submodules `embedding` (token input only), `rnn` (nn.RNN, nn.LSTM or nn.GRU,
+batch_first=False) and `head` (nn.Linear), all float32, and the architecture
+as JSON in __metadata__["rnnd.config"] (docs/model-format.md).
+
+    import sys; sys.path.insert(0, "tools")
+    import rnnd_torch
+
+    cfg = rnnd_torch.config("regression", "many_to_one", "lstm", input_size=1, hidden=32)
+    net = rnnd_torch.RNNModel(cfg)            # or any module with the same names
+    ... train net ...
+    rnnd_torch.save(net, "models/mysine.safetensors", cfg)
+
+    state, cfg, meta = rnnd_torch.load("models/sine.safetensors")   # written by rnnd
+    net = rnnd_torch.RNNModel(cfg)
+    net.load_state_dict(state)                # strict: names and shapes match
+"""
+import json
+import os
+import struct
+import tempfile
+
+import torch
+from torch import nn
+
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+def config(task, mode, cell, input_size, hidden, output_size=None, layers=1,
+           activation="tanh", embedding=0, vocab="", labels=None):
+    """The rnnd.config dict. For a charlm, input_size and output_size are
+    len(vocab); output_size defaults to input_size (regression, charlm) or
+    len(labels) (classify)."""
+    if output_size is None:
+        output_size = len(labels) if labels else input_size
+    c = {"task": task, "mode": mode, "cell": cell, "activation": activation,
+         "input_size": input_size, "hidden": hidden, "layers": layers,
+         "output_size": output_size, "embedding": embedding, "vocab": vocab}
+    if labels:
+        c["labels"] = list(labels)
+    return c
+
+
+class RNNModel(nn.Module):
+    """The module rnnd's files describe: embedding? -> rnn -> head.
+    forward(x): x is (T, B, X) floats, or (T, B) token ids when the config has
+    an embedding; returns the head's output at every step, (T, B, O), and the
+    final state. many_to_one models use the last step, y[-1]."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = dict(cfg)
+        rin = cfg["input_size"]
+        if cfg["embedding"] > 0:
+            self.embedding = nn.Embedding(cfg["input_size"], cfg["embedding"])
+            rin = cfg["embedding"]
+        H, L = cfg["hidden"], cfg["layers"]
+        if cfg["cell"] == "rnn":
+            if cfg["activation"] not in ("tanh", "relu"):
+                raise ValueError("nn.RNN has no %r activation" % cfg["activation"])
+            self.rnn = nn.RNN(rin, H, L, nonlinearity=cfg["activation"])
+        elif cfg["cell"] == "lstm":
+            self.rnn = nn.LSTM(rin, H, L)
+        elif cfg["cell"] == "gru":
+            self.rnn = nn.GRU(rin, H, L)
+        else:
+            raise ValueError("cell must be rnn, lstm or gru, not %r" % cfg["cell"])
+        self.head = nn.Linear(H, cfg["output_size"])
+
+    def forward(self, x, state=None):
+        if self.cfg["embedding"] > 0:
+            x = self.embedding(x)
+        y, state = self.rnn(x, state)
+        return self.head(y), state
+
+
+def save(module_or_state, path, cfg, metadata=None):
+    """Writes an rnnd model file atomically (temp file, fsync, rename).
+    module_or_state: an nn.Module or its state_dict; cfg: as config()."""
+    state = module_or_state.state_dict() if isinstance(module_or_state, nn.Module) else module_or_state
+    md = {"rnnd.format": "1", "rnnd.config": json.dumps(cfg, ensure_ascii=False)}
+    md.update(metadata or {})
+    header, blobs, off = {"__metadata__": md}, [], 0
+    for name, t in state.items():
+        t = t.detach().to(torch.float32).contiguous().cpu()
+        b = t.numpy().astype("<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    h += b" " * (-len(h) % 8)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".tmp.", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(struct.pack("<Q", len(h)))
+            f.write(h)
+            for b in blobs:
+                f.write(b)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def load(path):
+    """Reads an rnnd model file: (state_dict of float32 tensors, config dict,
+    metadata dict of strings)."""
+    import numpy as np
+    with open(path, "rb") as f:
+        buf = f.read()
+    if len(buf) < 8:
+        raise ValueError("%s: too short for a safetensors file" % path)
+    (n,) = struct.unpack("<Q", buf[:8])
+    if 8 + n > len(buf):
+        raise ValueError("%s: header length %d runs past the end" % (path, n))
+    header = json.loads(buf[8:8 + n].decode("utf-8"))
+    data = buf[8 + n:]
+    md = header.pop("__metadata__", {})
+    if "rnnd.config" not in md:
+        raise ValueError("%s: no rnnd.config in __metadata__" % path)
+    state = {}
+    for name, e in header.items():
+        if e["dtype"] != "F32":
+            raise ValueError("%s: tensor %s is %s, not F32" % (path, name, e["dtype"]))
+        b, en = e["data_offsets"]
+        count = 1
+        for d in e["shape"]:
+            count *= d
+        if en - b != 4 * count or en > len(data):
+            raise ValueError("%s: tensor %s: data_offsets do not fit its shape" % (path, name))
+        a = np.frombuffer(data, dtype="<f4", count=count, offset=b).reshape(e["shape"])
+        state[name] = torch.from_numpy(a.astype("float32"))
+    return state, json.loads(md["rnnd.config"]), md
