@@ -88,10 +88,28 @@ static enum MHD_Result send_text(struct MHD_Connection *c, req *r, int status, c
     return queue(c, r, status, resp);
 }
 
-static enum MHD_Result send_json(struct MHD_Connection *c, req *r, int status, cJSON *o)
+/* The reply text of o, which it deletes: compact JSON and a newline, so that
+ * curl's output ends its line. NULL when out of memory. */
+static char *json_text(cJSON *o)
 {
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
+    if (!s)
+        return NULL;
+    size_t n = strlen(s);
+    char *t = realloc(s, n + 2);
+    if (!t) {
+        free(s);
+        return NULL;
+    }
+    t[n] = '\n';
+    t[n + 1] = 0;
+    return t;
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, req *r, int status, cJSON *o)
+{
+    char *s = json_text(o);
     if (!s)
         return MHD_NO;
     return send_text(c, r, status, "application/json", s, strlen(s));
@@ -136,8 +154,7 @@ static enum MHD_Result send_error_header(struct MHD_Connection *c, req *r, int s
     cJSON *o = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(o, "error");
     cJSON_AddStringToObject(e, "code", code_of(status));
     cJSON_AddStringToObject(e, "message", msg);
-    char *s = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
+    char *s = json_text(o);
     if (!s)
         return MHD_NO;
     struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
@@ -381,9 +398,12 @@ static enum MHD_Result do_train_post(struct MHD_Connection *c, req *r)
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "job", (double)id);
     cJSON_AddStringToObject(o, "status", "queued");
-    char *s = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
+    char *s = json_text(o);
+    struct MHD_Response *resp = s ? MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE) : NULL;
+    if (!resp) {
+        free(s);
+        return MHD_NO;
+    }
     char loc[64];
     snprintf(loc, sizeof loc, "/train/%ld", id);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");

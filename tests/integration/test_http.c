@@ -13,7 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -415,6 +418,49 @@ START_TEST(test_env_config_and_probe)
 }
 END_TEST
 
+/* Waits up to 10 s for one datagram on fd; returns it in buf. */
+static void recv_notify(int fd, char *buf, size_t cap)
+{
+    struct timeval tv = {10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ssize_t n = recv(fd, buf, cap - 1, 0);
+    ck_assert_msg(n > 0, "no sd_notify message within 10 s");
+    buf[n] = 0;
+}
+
+/* Type=notify: READY=1 once the port answers, RELOADING=1 / READY=1 around
+ * SIGHUP, STOPPING=1 on SIGTERM, each a datagram to $NOTIFY_SOCKET. */
+START_TEST(test_sd_notify)
+{
+    ck_assert_int_eq(stop_daemon(), 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s/notify", dir);
+    int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+    ck_assert(fd >= 0);
+    ck_assert(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+    setenv("NOTIFY_SOCKET", sa.sun_path, 1);
+    start_daemon("");
+    unsetenv("NOTIFY_SOCKET");
+    char msg[256];
+    recv_notify(fd, msg, sizeof msg);
+    ck_assert_str_eq(msg, "READY=1");
+    resp r = get("/readyz"); /* ready means the port answers */
+    ck_assert_int_eq(r.status, 200);
+    free(r.body);
+    kill(pid, SIGHUP);
+    recv_notify(fd, msg, sizeof msg);
+    ck_assert_str_eq(msg, "RELOADING=1");
+    recv_notify(fd, msg, sizeof msg);
+    ck_assert_str_eq(msg, "READY=1");
+    kill(pid, SIGTERM);
+    recv_notify(fd, msg, sizeof msg);
+    ck_assert_str_eq(msg, "STOPPING=1");
+    ck_assert_int_eq(stop_daemon(), 0);
+    close(fd);
+    start_daemon(""); /* for the fixture's teardown */
+}
+END_TEST
+
 START_TEST(test_sighup_reload)
 {
     expect_error(get("/models/extra"), 404, "not loaded");
@@ -459,6 +505,7 @@ Suite *http_suite(void)
     tcase_add_test(tc, test_config_errors);
     tcase_add_test(tc, test_sighup_reload);
     tcase_add_test(tc, test_env_config_and_probe);
+    tcase_add_test(tc, test_sd_notify);
     suite_add_tcase(s, tc);
     return s;
 }
