@@ -124,7 +124,7 @@ def load(path):
     md = header.pop("__metadata__", {})
     if "rnnd.config" not in md:
         raise ValueError("%s: no rnnd.config in __metadata__" % path)
-    state = {}
+    state, spans = {}, []
     for name, e in header.items():
         if e["dtype"] != "F32":
             raise ValueError("%s: tensor %s is %s, not F32" % (path, name, e["dtype"]))
@@ -136,4 +136,12 @@ def load(path):
             raise ValueError("%s: tensor %s: data_offsets do not fit its shape" % (path, name))
         a = np.frombuffer(data, dtype="<f4", count=count, offset=b).reshape(e["shape"])
         state[name] = torch.from_numpy(a.astype("float32"))
+        spans.append((b, en))
+    pos = 0
+    for b, en in sorted(spans):
+        if b != pos:
+            raise ValueError("%s: the tensors do not tile the data (gap or overlap at byte %d)" % (path, pos))
+        pos = en
+    if pos != len(data):
+        raise ValueError("%s: %d bytes after the last tensor" % (path, len(data) - pos))
     return state, json.loads(md["rnnd.config"]), md

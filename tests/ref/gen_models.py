@@ -40,6 +40,9 @@ import tempfile
 import torch
 import torch.nn as nn
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+import rnnd_torch  # noqa: E402  (the safetensors reader users get)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 OUT_DIR = os.path.join(HERE, "models")
@@ -136,35 +139,8 @@ def write_safetensors(path, state_dict, md):
 
 def read_safetensors(path):
     """Returns (metadata dict, {name: float32 tensor}), checking the layout."""
-    import numpy as np
-    with open(path, "rb") as f:
-        buf = f.read()
-    (n,) = struct.unpack("<Q", buf[:8])
-    header = json.loads(buf[8:8 + n].decode("utf-8"))
-    data = buf[8 + n:]
-    md = header.pop("__metadata__", {})
-    tensors = {}
-    spans = []
-    for name, e in header.items():
-        if e["dtype"] != "F32":
-            raise ValueError("%s: %s: dtype %s" % (path, name, e["dtype"]))
-        b, en = e["data_offsets"]
-        count = 1
-        for d in e["shape"]:
-            count *= d
-        if en - b != 4 * count or en > len(data):
-            raise ValueError("%s: %s: bad data_offsets" % (path, name))
-        a = np.frombuffer(data, dtype="<f4", count=count, offset=b).reshape(e["shape"]).copy()
-        tensors[name] = torch.from_numpy(a.astype("float32"))
-        spans.append((b, en))
-    pos = 0
-    for b, en in sorted(spans):
-        if b != pos:
-            raise ValueError("%s: tensors do not tile the data" % path)
-        pos = en
-    if pos != len(data):
-        raise ValueError("%s: data after the last tensor" % path)
-    return md, tensors
+    state, _, md = rnnd_torch.load(path)
+    return md, state
 
 
 def load_model(path):
