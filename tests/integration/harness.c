@@ -116,6 +116,15 @@ void setup_dir(void)
        dir, models_src, dir, models_src, dir, models_src, dir, models_src, dir);
 }
 
+void setup_demo_dir(void)
+{
+    const char *demo = getenv("RNND_DEMO_MODELS");
+    ck_assert_msg(demo && *demo, "RNND_DEMO_MODELS is not set (make integration sets it)");
+    snprintf(dir, sizeof dir, "/tmp/rnnd-demo-XXXXXX");
+    ck_assert(mkdtemp(dir));
+    sh("mkdir -p '%s/models' && cp '%s/sine.safetensors' '%s/chars.safetensors' '%s/models/'", dir, demo, demo, dir);
+}
+
 void setup(void)
 {
     setup_dir();

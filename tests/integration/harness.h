@@ -33,6 +33,8 @@ int stop_daemon(void);
 
 /* Fixtures: a temp dir with four tests/ref models, and a daemon on it. */
 void setup_dir(void);
+/* A temp dir with the demo models (sine, chars) of $RNND_DEMO_MODELS. */
+void setup_demo_dir(void);
 void setup(void);
 void teardown(void);
 

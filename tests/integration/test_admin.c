@@ -54,15 +54,6 @@ static int chart_points(const char *dom)
     return atoi(p + strlen("data-points=\""));
 }
 
-static void demo_dir(void)
-{
-    const char *demo = getenv("RNND_DEMO_MODELS");
-    ck_assert_msg(demo && *demo, "RNND_DEMO_MODELS is not set (make integration sets it)");
-    snprintf(dir, sizeof dir, "/tmp/rnnd-admin-XXXXXX");
-    ck_assert(mkdtemp(dir));
-    sh("mkdir -p '%s/models' && cp '%s/sine.safetensors' '%s/chars.safetensors' '%s/models/'", dir, demo, demo, dir);
-}
-
 #define LONG_JOB "{\"model\": \"wave\", \"cell\": \"gru\", \"hidden\": 32, \"data\": {\"generator\": \"sine\"," \
                  " \"samples\": 1000, \"window\": 50}, \"epochs\": 2000, \"batch\": 16, \"validation\": 0.1}"
 
@@ -88,7 +79,7 @@ START_TEST(test_admin_page_in_chromium)
                "(apt-get install chromium, or set RNND_CHROMIUM)\n");
         return;
     }
-    demo_dir();
+    setup_demo_dir();
     char args[2048];
     snprintf(args, sizeof args, "--listen 127.0.0.1 --port 0 --model-dir '%s/models' --data-dir '%s' --http-threads 4",
              dir, dir);

@@ -96,11 +96,7 @@ static cJSON *reply(const char *cmd, const char *out)
 
 static void readme_setup(void)
 {
-    const char *demo = getenv("RNND_DEMO_MODELS");
-    ck_assert_msg(demo && *demo, "RNND_DEMO_MODELS is not set (make integration sets it)");
-    snprintf(dir, sizeof dir, "/tmp/rnnd-readme-XXXXXX");
-    ck_assert(mkdtemp(dir));
-    sh("mkdir -p '%s/models' && cp '%s/sine.safetensors' '%s/chars.safetensors' '%s/models/'", dir, demo, demo, dir);
+    setup_demo_dir();
     char args[3072];
     snprintf(args, sizeof args, "--config '%s/config/rnnd.conf' --port 0 --model-dir '%s/models' --data-dir '%s'",
              project_root, dir, dir);

@@ -56,38 +56,8 @@ MIN_MARGIN = 1e-3    # smallest top-1/top-2 logit gap we accept for an argmax
 
 # --------------------------------------------------------------------------- model
 
-class Net(nn.Module):
-    """embedding (token input only) -> rnn (time-major) -> head."""
-
-    def __init__(self, cfg):
-        super().__init__()
-        self.cfg = cfg
-        X, H, L = cfg["input_size"], cfg["hidden"], cfg["layers"]
-        E = cfg["embedding"]
-        if E > 0:
-            self.embedding = nn.Embedding(X, E)
-            rin = E
-        else:
-            rin = X
-        cell = cfg["cell"]
-        if cell == "rnn":
-            if cfg["activation"] not in ("tanh", "relu"):
-                raise ValueError("nn.RNN has no %s activation" % cfg["activation"])
-            self.rnn = nn.RNN(rin, H, L, nonlinearity=cfg["activation"])
-        elif cell == "lstm":
-            self.rnn = nn.LSTM(rin, H, L)
-        elif cell == "gru":
-            self.rnn = nn.GRU(rin, H, L)
-        else:
-            raise ValueError(cell)
-        self.head = nn.Linear(H, cfg["output_size"])
-
-    def forward(self, x, state=None):
-        """x: (T, B, X) floats or (T, B) token ids. Returns (T, B, O), state."""
-        if self.cfg["embedding"] > 0:
-            x = self.embedding(x)
-        y, state = self.rnn(x, state)
-        return self.head(y), state
+# embedding (token input only) -> rnn (time-major) -> head: the module users get
+Net = rnnd_torch.RNNModel
 
 
 def make_config(task, mode, cell, activation, input_size, hidden, layers, output_size,
