@@ -29,7 +29,7 @@ CFLAGS   ?= $(OPT) -g -fno-math-errno
 WARN     := -std=c11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 CPPFLAGS := -D_DEFAULT_SOURCE -D_GNU_SOURCE -Iinclude -Isrc/engine
 ALL_CFLAGS = $(WARN) $(CFLAGS) $(SANFLAGS) $(CPPFLAGS) $(PKG_CFLAGS)
-LDLIBS    = $(PKG_LIBS) -lm -lpthread
+LDLIBS    = $(PKG_LIBS) -ldnnl -lgomp -lm -lpthread
 
 ENGINE_SRC := $(wildcard src/engine/*.c)
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)

@@ -72,7 +72,7 @@ static double time_it(ctx *c, int reps, double min_time)
 static double run(rnn_cell_type cell, int H, int X, int T, int B, int train, int reps, double min_time)
 {
     rnn_config cfg = {RNN_TASK_REGRESSION, train ? RNN_MODE_MANY_TO_MANY : RNN_MODE_MANY_TO_ONE,
-                      cell, RNN_ACT_TANH, X, H, 1, 1, 0};
+                      cell, RNN_ACT_TANH, X, H, 1, 1, 0, 0};
     ctx c;
     memset(&c, 0, sizeof c);
     rnn_err err;

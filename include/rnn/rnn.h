@@ -45,8 +45,14 @@ typedef struct rnn_config {
     int hidden;             /* H */
     int layers;             /* L, 1..RNN_MAX_LAYERS */
     int output_size;        /* O; V for charlm; number of classes for classify */
-    int embedding;          /* E for token input, 0 for numeric input */
+    int embedding;          /* E: token input through an embedding (V, E); 0: none */
+    int tokens;             /* 1: token input even without an embedding: one-hot,
+                             * layer 0's W_ih is then (G*H, V) (min-char-rnn) */
 } rnn_config;
+
+/* Is the input token ids in [0, V = input_size)? With an embedding they are
+ * looked up in it; without one each is a one-hot vector of V features. */
+static inline int rnn_token_input(const rnn_config *c) { return c->embedding > 0 || c->tokens; }
 
 /* Name <-> enum helpers; the parse functions return -1 for an unknown name. */
 const char *rnn_cell_name(rnn_cell_type c);
@@ -95,6 +101,17 @@ typedef struct rnn_model {
     rnn_tensor tensors[3 + 4 * RNN_MAX_LAYERS];
 } rnn_model;
 
+/* Named tensors of any buffer laid out as m->params (the gradients, an
+ * optimizer moment), as the model names its own parameters. */
+typedef struct rnn_view {
+    float *emb;                          /* (V, E) or NULL */
+    rnn_layer_params layer[RNN_MAX_LAYERS];
+    float *head_w;                       /* (O, H) */
+    float *head_b;                       /* (O) */
+} rnn_view;
+
+void rnn_model_view(const rnn_model *m, float *buf, rnn_view *v);
+
 /* Allocates zeroed parameters for cfg. */
 int rnn_model_init(rnn_model *m, const rnn_config *cfg, rnn_err *err);
 void rnn_model_free(rnn_model *m);
@@ -139,6 +156,9 @@ typedef struct rnn_ws rnn_ws;
  * the backward pass, for up to maxT steps and maxB sequences. Nothing is
  * allocated inside the time loop. */
 rnn_ws *rnn_ws_new(const rnn_config *cfg, int maxT, int maxB);
+/* The same for inference only (rnn_backward does nothing on it): no state is
+ * kept for a backward pass, and oneDNN runs its inference primitives. */
+rnn_ws *rnn_ws_new_inference(const rnn_config *cfg, int maxT, int maxB);
 void rnn_ws_free(rnn_ws *ws);
 
 /* Runs the model over the batch. Returns the mean loss when targets are given
@@ -290,6 +310,9 @@ typedef struct rnn_train_cfg {
     double clip;            /* max global L2 norm, 0 = off */
     int bptt;               /* 0 full, k > 0 truncated */
     uint64_t seed;          /* shuffling and the validation split */
+    int threads;            /* each batch split over this many threads; <= 0: the
+                             * cores this process may run on. Results are
+                             * bitwise the same for the same thread count. */
     rnn_progress_fn progress;
     void *progress_ud;
 } rnn_train_cfg;
@@ -302,6 +325,7 @@ typedef struct rnn_train_result {
     double *loss;           /* (epochs_done) per-epoch train loss, owned */
     double *val_loss;       /* (epochs_done) per-epoch validation loss, owned */
     double seconds;
+    int threads;            /* threads the batches were split over */
 } rnn_train_result;
 
 void rnn_train_result_free(rnn_train_result *r);
@@ -318,6 +342,14 @@ double rnn_evaluate(const rnn_model *m, const rnn_dataset *d, const int *idx, in
 
 /* Sets the BLAS thread count (OpenBLAS); rnnd uses 1 per worker. */
 void rnn_blas_threads(int n);
+
+/* The cores this process may run on (its CPU affinity), at least 1. */
+int rnn_cpu_count(void);
+
+/* The threads rnn_train uses for batches of B sequences of T steps with
+ * `want` threads asked for (<= 0: rnn_cpu_count()): fewer when the batch is
+ * too small to share. */
+int rnn_train_threads(const rnn_config *c, int want, int T, int B);
 
 #ifdef __cplusplus
 }

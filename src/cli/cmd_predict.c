@@ -216,6 +216,8 @@ int cmd_info(int argc, char **argv)
                cfg->layers, cfg->layers == 1 ? "" : "s", cfg->hidden);
         if (cfg->embedding)
             printf("input        tokens, vocabulary %d, embedding %d\n", cfg->input_size, cfg->embedding);
+        else if (cfg->tokens)
+            printf("input        tokens, vocabulary %d, one-hot\n", cfg->input_size);
         else
             printf("input        %d feature%s per step\n", cfg->input_size, cfg->input_size == 1 ? "" : "s");
         printf("output       %d\n", cfg->output_size);

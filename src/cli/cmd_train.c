@@ -40,13 +40,16 @@ static int on_progress(void *ud, const rnn_progress *p)
 
 static void usage(FILE *f)
 {
-    fputs("usage: rnnd train --job FILE [--init MODEL] --out MODEL [--data-dir DIR] [--quiet]\n"
+    fputs("usage: rnnd train --job FILE [--init MODEL] --out MODEL [--data-dir DIR] [--threads N]\n"
+          "                  [--quiet]\n"
           "\n"
           "Trains the model a job spec describes (DESIGN.md, \"Job spec\") and saves it to MODEL\n"
           "(a .safetensors file, written atomically). --init starts from MODEL's weights\n"
           "(fine-tuning); its architecture overrides the job's. {\"file\": ...} data is read\n"
-          "from --data-dir (default: the job file's folder). Prints a progress line per epoch\n"
-          "on a terminal and a JSON summary on stdout.\n",
+          "from --data-dir (default: the job file's folder). --threads splits each batch over\n"
+          "N threads (default: every core this process may use); the result is the same for\n"
+          "the same N. Prints a progress line per epoch on a terminal and a JSON summary on\n"
+          "stdout.\n",
           f);
 }
 
@@ -56,17 +59,28 @@ int cmd_train(int argc, char **argv)
         {"job", required_argument, 0, 'j'}, {"init", required_argument, 0, 'i'},
         {"out", required_argument, 0, 'o'}, {"data-dir", required_argument, 0, 'd'},
         {"quiet", no_argument, 0, 'q'},     {"help", no_argument, 0, 'h'},
+        {"threads", required_argument, 0, 't'},
         {0, 0, 0, 0}};
     const char *jobf = NULL, *init = NULL, *out = NULL, *ddir = NULL;
-    int quiet = 0, c;
+    int quiet = 0, threads = 0, c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "j:i:o:d:qh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "j:i:o:d:t:qh", opts, NULL)) != -1) {
         switch (c) {
         case 'j': jobf = optarg; break;
         case 'i': init = optarg; break;
         case 'o': out = optarg; break;
         case 'd': ddir = optarg; break;
         case 'q': quiet = 1; break;
+        case 't': {
+            char *end;
+            long n = strtol(optarg, &end, 10);
+            if (*optarg == 0 || *end || n < 1 || n > 1024) {
+                fprintf(stderr, "rnnd train: --threads: must be a whole number from 1 to 1024, got \"%s\"\n", optarg);
+                return EXIT_USAGE;
+            }
+            threads = (int)n;
+            break;
+        }
         case 'h': usage(stdout); return EXIT_OK;
         default: usage(stderr); return EXIT_USAGE;
         }
@@ -154,6 +168,7 @@ int cmd_train(int argc, char **argv)
 
     progress pr = {.tty = !quiet && isatty(STDERR_FILENO), .seqs_per_epoch = d.n};
     job.train.progress = on_progress;
+    job.train.threads = threads;
     job.train.progress_ud = &pr;
     rnn_blas_threads(1);
     signal(SIGINT, on_sigint);
@@ -193,6 +208,7 @@ int cmd_train(int argc, char **argv)
     else
         cJSON_AddNullToObject(s, "final_val_loss");
     cJSON_AddNumberToObject(s, "seconds", res.seconds);
+    cJSON_AddNumberToObject(s, "threads", res.threads);
     cJSON *l = cJSON_AddArrayToObject(s, "loss");
     for (int i = 0; i < res.epochs_done; i++)
         cJSON_AddItemToArray(l, cJSON_CreateNumber(res.loss[i]));

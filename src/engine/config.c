@@ -91,8 +91,8 @@ int rnn_config_check(const rnn_config *c, rnn_err *err)
     if (c->task == RNN_TASK_CHARLM) {
         if (c->mode != RNN_MODE_MANY_TO_MANY)
             return rnn_fail(err, "mode: a charlm model is many_to_many");
-        if (c->embedding == 0)
-            return rnn_fail(err, "embedding: a charlm model needs an embedding size > 0");
+        if (!rnn_token_input(c))
+            return rnn_fail(err, "tokens: a charlm model takes tokens (an embedding, or one-hot)");
         if (c->output_size != c->input_size)
             return rnn_fail(err, "output_size: a charlm model predicts its vocabulary (%d), got %d",
                             c->input_size, c->output_size);
@@ -103,10 +103,10 @@ int rnn_config_check(const rnn_config *c, rnn_err *err)
         if (c->output_size < 2)
             return rnn_fail(err, "output_size: a classify model needs at least 2 classes");
     }
-    if (c->task == RNN_TASK_REGRESSION && c->embedding > 0)
+    if (c->task == RNN_TASK_REGRESSION && rnn_token_input(c))
         return rnn_fail(err, "embedding: regression takes numeric input (embedding 0)");
     size_t G = (size_t)rnn_gates(c->cell), H = (size_t)c->hidden;
-    size_t xin = c->embedding ? (size_t)c->embedding : (size_t)c->input_size;
+    size_t xin = (size_t)rnn_layer_in(c, 0);
     size_t n = G * H * (xin + H + 2) + (size_t)(c->layers - 1) * G * H * (2 * H + 2);
     if (n > ((size_t)1 << 31))
         return rnn_fail(err, "hidden: model too large (%zu recurrent parameters)", n);

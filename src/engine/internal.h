@@ -27,4 +27,44 @@ static inline int rnn_layer_in(const rnn_config *c, int l)
  * numeric input, 0 for tokens. */
 int rnn_dataset_alloc(rnn_dataset *d, int n, size_t steps, int X, int O, rnn_task task,
                       rnn_mode mode, rnn_err *err);
+/* ------------------------------------------------------------------ batches (batch.c) */
+
+/* Time-major buffers for one batch of up to maxT steps x maxB sequences. */
+typedef struct batch_buf {
+    float *x, *y;
+    int32_t *tok, *cls;
+} batch_buf;
+
+int batch_buf_init(batch_buf *bb, const rnn_dataset *d, int maxT, int maxB);
+void batch_buf_free(batch_buf *bb);
+/* Fills b from the sequences idx[0..B), which all have one length. */
+void gather(const rnn_dataset *d, const int *idx, int B, batch_buf *bb, rnn_batch *b);
+/* Predicted elements in a batch: the weight of its mean loss in an epoch mean. */
+double batch_weight(const rnn_dataset *d, int T, int B);
+
+typedef struct keyed { int len, pos, id; } keyed;
+/* Orders idx by length, keeping the given order within a length, and cuts it
+ * into batches of at most `batch` sequences that never mix lengths: batch k
+ * is idx[start[k] .. start[k] + count[k]). Returns the number of batches. */
+int make_batches(const rnn_dataset *d, int *idx, int n, int batch, keyed *tmp, int *start,
+                 int *count);
+
+/* ------------------------------------------------------------------ threads (team.c) */
+
+/* A team of threads, the caller being the first, that share the forward and
+ * backward pass of each batch: every thread takes a contiguous part of the
+ * batch's sequences, and the gradients are summed in thread order, so a
+ * given thread count always gives the same bits. */
+typedef struct rnn_team rnn_team;
+
+rnn_team *rnn_team_new(const rnn_model *m, const rnn_dataset *d, int threads, int maxT,
+                       int maxB, rnn_err *err);
+void rnn_team_free(rnn_team *t);
+/* Forward and backward of the batch of sequences idx[0..B), all of one
+ * length, on m as it is now. Returns the batch's mean loss (non-finite: the
+ * gradient is not computed) and leaves the gradient of that mean in the
+ * team's buffer, returned by rnn_team_grads. */
+double rnn_team_step(rnn_team *t, const int *idx, int B, int bptt);
+float *rnn_team_grads(rnn_team *t);
+
 #endif

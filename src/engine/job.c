@@ -215,7 +215,7 @@ int rnn_job_parse(rnn_job *job, const char *json, size_t len, rnn_err *err)
     job->has[RNN_JOB_HAS_HIDDEN] = r;
     if ((r = get_i(root, "", "layers", 1, RNN_MAX_LAYERS, &c->layers, err)) < 0) goto out;
     job->has[RNN_JOB_HAS_LAYERS] = r;
-    if ((r = get_i(root, "", "embedding", 1, 4096, &c->embedding, err)) < 0) goto out;
+    if ((r = get_i(root, "", "embedding", 0, 4096, &c->embedding, err)) < 0) goto out;
     job->has[RNN_JOB_HAS_EMBEDDING] = r;
 
     const cJSON *o = NULL;
@@ -656,6 +656,7 @@ static int build_sequences(rnn_job *job, const cJSON *dj, const char *vocab_in, 
     }
     c->input_size = X;
     c->output_size = O;
+    c->tokens = tokens;
     if (!tokens)
         c->embedding = 0;
     rc = 0;
@@ -702,7 +703,7 @@ int rnn_job_dataset(rnn_job *job, const char *vocab, const char *data_dir, rnn_d
             return -1;
         int rc = rnn_dataset_from_series(d, s, n, w, c->mode, err);
         free(s);
-        if (rc == 0) { c->input_size = 1; c->output_size = 1; c->embedding = 0; }
+        if (rc == 0) { c->input_size = 1; c->output_size = 1; c->embedding = 0; c->tokens = 0; }
         return rc;
     }
     if (cJSON_GetObjectItemCaseSensitive(dj, "text") || cJSON_GetObjectItemCaseSensitive(dj, "file")) {
@@ -727,12 +728,13 @@ int rnn_job_dataset(rnn_job *job, const char *vocab, const char *data_dir, rnn_d
             if (rc == 0) {
                 c->input_size = c->output_size = d->vocab_n;
                 c->mode = RNN_MODE_MANY_TO_MANY;
+                c->tokens = 1;
             }
         } else if (is_file) {
             size_t n;
             float *s = parse_csv(text, &n, err);
             rc = s ? rnn_dataset_from_series(d, s, n, w, c->mode, err) : -1;
-            if (rc == 0) { c->input_size = 1; c->output_size = 1; c->embedding = 0; }
+            if (rc == 0) { c->input_size = 1; c->output_size = 1; c->embedding = 0; c->tokens = 0; }
             free(s);
         } else {
             rc = rnn_fail(err, "data.text: needs task charlm");
@@ -756,7 +758,7 @@ int rnn_job_dataset(rnn_job *job, const char *vocab, const char *data_dir, rnn_d
             get_i(dj, "data", "window", 1, 100000, &w, err) < 0)
             return -1;
         int rc = rnn_dataset_sine(d, samples, w, c->mode, err);
-        if (rc == 0) { c->input_size = 1; c->output_size = 1; c->embedding = 0; }
+        if (rc == 0) { c->input_size = 1; c->output_size = 1; c->embedding = 0; c->tokens = 0; }
         return rc;
     }
     return rnn_fail(err, "data: needs one of sequences, series, text, file, generator");

@@ -69,18 +69,29 @@ int rnn_model_init(rnn_model *m, const rnn_config *cfg, rnn_err *err)
     m->params = rnn_falloc(off);
     if (!m->params)
         return rnn_fail(err, "out of memory for %zu parameters", off);
-    int k = 0;
-    if (cfg->embedding)
-        m->emb = m->params + m->tensors[k++].offset;
-    for (int l = 0; l < cfg->layers; l++) {
-        m->layer[l].w_ih = m->params + m->tensors[k++].offset;
-        m->layer[l].w_hh = m->params + m->tensors[k++].offset;
-        m->layer[l].b_ih = m->params + m->tensors[k++].offset;
-        m->layer[l].b_hh = m->params + m->tensors[k++].offset;
-    }
-    m->head_w = m->params + m->tensors[k++].offset;
-    m->head_b = m->params + m->tensors[k++].offset;
+    rnn_view v;
+    rnn_model_view(m, m->params, &v);
+    m->emb = v.emb;
+    memcpy(m->layer, v.layer, sizeof m->layer);
+    m->head_w = v.head_w;
+    m->head_b = v.head_b;
     return 0;
+}
+
+void rnn_model_view(const rnn_model *m, float *buf, rnn_view *v)
+{
+    memset(v, 0, sizeof *v);
+    int k = 0;
+    if (m->cfg.embedding)
+        v->emb = buf + m->tensors[k++].offset;
+    for (int l = 0; l < m->cfg.layers; l++) {
+        v->layer[l].w_ih = buf + m->tensors[k++].offset;
+        v->layer[l].w_hh = buf + m->tensors[k++].offset;
+        v->layer[l].b_ih = buf + m->tensors[k++].offset;
+        v->layer[l].b_hh = buf + m->tensors[k++].offset;
+    }
+    v->head_w = buf + m->tensors[k++].offset;
+    v->head_b = buf + m->tensors[k++].offset;
 }
 
 void rnn_model_free(rnn_model *m)

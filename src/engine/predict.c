@@ -165,7 +165,7 @@ static int predict_one(pctx *c, const cJSON *seq, const char *path, const cJSON 
     }
     int T = 0;
     int32_t *tok = NULL;
-    if (cfg->embedding) {
+    if (rnn_token_input(cfg)) {
         if (!cJSON_IsString(seq))
             return bad(c, 400, "%s: this model takes text (a string)", path);
         if (!(tok = read_tokens(c, seq->valuestring, path, &T)))

@@ -169,17 +169,19 @@ static int parse_config(const char *json, rnn_config *cfg, rnn_meta *meta, rnn_e
         json_int(o, "output_size", 1, 1 << 20, &cfg->output_size, err) ||
         json_int(o, "embedding", 0, 1 << 20, &cfg->embedding, err))
         goto out;
-    rnn_err cerr;
-    if (rnn_config_check(cfg, &cerr)) {
-        rnn_fail(err, "rnnd.config: %s", cerr.msg);
-        goto out;
-    }
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "vocab");
     if (!v || !cJSON_IsString(v)) {
         rnn_fail(err, "rnnd.config: missing \"vocab\" (a string, \"\" for numeric input)");
         goto out;
     }
-    if (cfg->embedding) {
+    /* token input: an embedding, or a vocabulary without one (one-hot) */
+    cfg->tokens = v->valuestring[0] != 0;
+    rnn_err cerr;
+    if (rnn_config_check(cfg, &cerr)) {
+        rnn_fail(err, "rnnd.config: %s", cerr.msg);
+        goto out;
+    }
+    if (rnn_token_input(cfg)) {
         int n = rnn_utf8_decode(v->valuestring, strlen(v->valuestring), NULL, 0);
         if (n != cfg->input_size) {
             rnn_fail(err, "rnnd.config: \"vocab\" has %d characters, input_size is %d", n, cfg->input_size);

@@ -38,7 +38,7 @@ static int dataset_check(const rnn_dataset *d, const rnn_config *c, rnn_err *err
     if (d->mode != c->mode)
         return rnn_fail(err, "mode: the data is %s, the model is %s",
                         rnn_mode_name(d->mode), rnn_mode_name(c->mode));
-    if (c->embedding) {
+    if (rnn_token_input(c)) {
         if (!d->tok)
             return rnn_fail(err, "data: the model takes tokens, the data is numeric");
     } else if (!d->x || d->X != c->input_size) {
@@ -66,99 +66,6 @@ static int dataset_check(const rnn_dataset *d, const rnn_config *c, rnn_err *err
                                 c->output_size);
     }
     return 0;
-}
-
-/* Time-major buffers for one batch, gathered from the sample-major dataset. */
-typedef struct batch_buf {
-    float *x, *y;
-    int32_t *tok, *cls;
-} batch_buf;
-
-static int batch_buf_init(batch_buf *bb, const rnn_dataset *d, int maxT, int maxB)
-{
-    memset(bb, 0, sizeof *bb);
-    const size_t tb = (size_t)maxT * maxB;
-    int ok = 1;
-    if (d->x) ok = ok && (bb->x = rnn_falloc(tb * d->X));
-    if (d->tok) ok = ok && (bb->tok = rnn_xcalloc(tb, sizeof(int32_t)));
-    if (d->y) ok = ok && (bb->y = rnn_falloc(tb * (d->O > 0 ? d->O : 1)));
-    if (d->cls) ok = ok && (bb->cls = rnn_xcalloc(tb, sizeof(int32_t)));
-    return ok ? 0 : -1;
-}
-
-static void batch_buf_free(batch_buf *bb)
-{
-    free(bb->x);
-    free(bb->y);
-    free(bb->tok);
-    free(bb->cls);
-}
-
-/* Fills b from the sequences idx[0..B), which all have length T. */
-static void gather(const rnn_dataset *d, const int *idx, int B, batch_buf *bb, rnn_batch *b)
-{
-    const int T = d->len[idx[0]], X = d->X, O = d->O;
-    const int m2m = d->mode == RNN_MODE_MANY_TO_MANY;
-    for (int j = 0; j < B; j++) {
-        const int s = idx[j];
-        const size_t off = d->off[s];
-        for (int t = 0; t < T; t++) {
-            const size_t dst = (size_t)t * B + j;
-            if (bb->x) memcpy(bb->x + dst * X, d->x + (off + t) * X, (size_t)X * sizeof(float));
-            if (bb->tok) bb->tok[dst] = d->tok[off + t];
-            if (m2m && bb->y) memcpy(bb->y + dst * O, d->y + (off + t) * O, (size_t)O * sizeof(float));
-            if (m2m && bb->cls) bb->cls[dst] = d->cls[off + t];
-        }
-        if (!m2m && bb->y) memcpy(bb->y + (size_t)j * O, d->y + (size_t)s * O, (size_t)O * sizeof(float));
-        if (!m2m && bb->cls) bb->cls[j] = d->cls[s];
-    }
-    b->T = T;
-    b->B = B;
-    b->x = bb->x;
-    b->tok = bb->tok;
-    b->y = bb->y;
-    b->cls = bb->cls;
-}
-
-/* Predicted elements in a batch: the weight of its mean loss in an epoch mean. */
-static double batch_weight(const rnn_dataset *d, int T, int B)
-{
-    return d->mode == RNN_MODE_MANY_TO_MANY ? (double)T * B : (double)B;
-}
-
-typedef struct keyed { int len, pos, id; } keyed;
-
-static int cmp_keyed(const void *a, const void *b)
-{
-    const keyed *x = a, *y = b;
-    if (x->len != y->len) return x->len < y->len ? -1 : 1;
-    return x->pos < y->pos ? -1 : x->pos > y->pos;
-}
-
-/* Orders idx by length, keeping the given order within a length, and cuts it
- * into batches of at most `batch` sequences that never mix lengths: batch k
- * is idx[start[k] .. start[k] + count[k]). Returns the number of batches. */
-static int make_batches(const rnn_dataset *d, int *idx, int n, int batch, keyed *tmp,
-                        int *start, int *count)
-{
-    for (int i = 0; i < n; i++) {
-        tmp[i].len = d->len[idx[i]];
-        tmp[i].pos = i;
-        tmp[i].id = idx[i];
-    }
-    qsort(tmp, (size_t)n, sizeof *tmp, cmp_keyed);
-    int nb = 0;
-    for (int i = 0; i < n;) {
-        int j = i;
-        while (j < n && tmp[j].len == tmp[i].len && j - i < batch) j++;
-        start[nb] = i;
-        count[nb] = j - i;
-        nb++;
-        i = j;
-    }
-    for (int i = 0; i < n; i++)
-        idx[i] = tmp[i].id;
-    return nb;
 }
 
 static void shuffle_ints(int *a, int n, rnn_rng *rng)
@@ -193,7 +100,7 @@ double rnn_evaluate(const rnn_model *m, const rnn_dataset *d, const int *idx_in,
         goto out;
     for (int i = 0; i < n; i++) idx[i] = idx_in ? idx_in[i] : i;
     const int maxT = max_len(d, idx, n);
-    ws = rnn_ws_new(&m->cfg, maxT, batch);
+    ws = rnn_ws_new_inference(&m->cfg, maxT, batch);
     if (!ws || batch_buf_init(&bb, d, maxT, batch))
         goto out;
     const int nb = make_batches(d, idx, n, batch, tmp, start, count);
@@ -240,15 +147,13 @@ int rnn_train(rnn_model *m, const rnn_dataset *d, const rnn_train_cfg *cfg,
     keyed *tmp = malloc((size_t)n * sizeof(keyed));
     int *start = malloc((size_t)n * sizeof(int)), *count = malloc((size_t)n * sizeof(int));
     int *order = malloc((size_t)n * sizeof(int));
-    float *grads = rnn_falloc(m->nparams), *good = rnn_falloc(m->nparams);
+    float *good = rnn_falloc(m->nparams);
     rnn_optim opt;
     memset(&opt, 0, sizeof opt);
-    batch_buf bb;
-    memset(&bb, 0, sizeof bb);
-    rnn_ws *ws = NULL;
+    rnn_team *team = NULL;
     res->loss = rnn_xcalloc((size_t)cfg->epochs, sizeof(double));
     res->val_loss = rnn_xcalloc((size_t)cfg->epochs, sizeof(double));
-    if (!all || !tmp || !start || !count || !order || !grads || !good || !res->loss || !res->val_loss) {
+    if (!all || !tmp || !start || !count || !order || !good || !res->loss || !res->val_loss) {
         rnn_fail(err, "out of memory for training");
         goto out;
     }
@@ -259,11 +164,11 @@ int rnn_train(rnn_model *m, const rnn_dataset *d, const rnn_train_cfg *cfg,
     const int *val = all + ntrain;
     const int maxT = max_len(d, all, ntrain);
     const int B = cfg->batch < ntrain ? cfg->batch : ntrain;
-    ws = rnn_ws_new(&m->cfg, maxT, B);
-    if (!ws || batch_buf_init(&bb, d, maxT, B)) {
-        rnn_fail(err, "out of memory for a workspace of %d steps x %d sequences", maxT, B);
+    res->threads = rnn_train_threads(&m->cfg, cfg->threads, maxT, B);
+    team = rnn_team_new(m, d, res->threads, maxT, B, err);
+    if (!team)
         goto out;
-    }
+    float *grads = rnn_team_grads(team);
     if (rnn_optim_init(&opt, &cfg->optim, m->nparams, err))
         goto out;
 
@@ -294,17 +199,13 @@ int rnn_train(rnn_model *m, const rnn_dataset *d, const rnn_train_cfg *cfg,
         double sum = 0, weight = 0;
         for (int kk = 0; kk < nb; kk++) {
             const int k = border[kk];
-            rnn_batch b;
-            gather(d, order + start[k], count[k], &bb, &b);
-            memset(grads, 0, m->nparams * sizeof(float));
-            double loss = rnn_forward(m, ws, &b);
+            const double loss = rnn_team_step(team, order + start[k], count[k], cfg->bptt);
             if (!isfinite(loss)) {
                 rnn_fail(err, "training diverged: loss is %s at epoch %d, step %ld",
                          isnan(loss) ? "NaN" : "infinite", ep, pr.step + 1);
                 rc = -1;
                 break;
             }
-            rnn_backward(m, ws, &b, cfg->bptt, grads, NULL);
             double norm = cfg->clip > 0 ? rnn_clip_grad(grads, m->nparams, cfg->clip)
                                         : rnn_grad_norm(grads, m->nparams);
             if (!isfinite(norm)) {
@@ -315,7 +216,7 @@ int rnn_train(rnn_model *m, const rnn_dataset *d, const rnn_train_cfg *cfg,
             }
             memcpy(good, m->params, m->nparams * sizeof(float));
             rnn_optim_step(&opt, m->params, grads);
-            const double w = batch_weight(d, b.T, b.B);
+            const double w = batch_weight(d, d->len[order[start[k]]], count[k]);
             sum += loss * w;
             weight += w;
             pr.epoch = ep;
@@ -367,9 +268,8 @@ int rnn_train(rnn_model *m, const rnn_dataset *d, const rnn_train_cfg *cfg,
     free(border);
 out:
     res->seconds = now_seconds() - t0;
-    rnn_ws_free(ws);
-    batch_buf_free(&bb);
+    rnn_team_free(team);
     rnn_optim_free(&opt);
-    free(all); free(tmp); free(start); free(count); free(order); free(grads); free(good);
+    free(all); free(tmp); free(start); free(count); free(order); free(good);
     return rc;
 }

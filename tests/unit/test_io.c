@@ -50,7 +50,7 @@ static void make_model(rnn_model *m, rnn_meta *meta, rnn_cell_type cell, int tok
 {
     rnn_config cfg = {tokens ? RNN_TASK_CHARLM : RNN_TASK_REGRESSION,
                       tokens ? RNN_MODE_MANY_TO_MANY : RNN_MODE_MANY_TO_ONE, cell, RNN_ACT_TANH,
-                      tokens ? 5 : 2, 6, 2, tokens ? 5 : 1, tokens ? 3 : 0};
+                      tokens ? 5 : 2, 6, 2, tokens ? 5 : 1, tokens ? 3 : 0, tokens};
     rnn_err err;
     ck_assert(rnn_model_init(m, &cfg, &err) == 0);
     rnn_rng r;

@@ -18,7 +18,7 @@
  * outputs is the notes' half sum). */
 START_TEST(test_seed002_hand_backprop)
 {
-    rnn_config cfg = {RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, RNN_CELL_RNN, RNN_ACT_SIGMOID, 2, 2, 2, 2, 0};
+    rnn_config cfg = {RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, RNN_CELL_RNN, RNN_ACT_SIGMOID, 2, 2, 2, 2, 0, 0};
     rnn_model m;
     rnn_err err;
     ck_assert(rnn_model_init(&m, &cfg, &err) == 0);
@@ -192,7 +192,7 @@ static int cancel_after(void *ud, const rnn_progress *p)
 
 START_TEST(test_cancel_via_callback)
 {
-    rnn_config cfg = {RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, RNN_CELL_GRU, RNN_ACT_TANH, 1, 8, 1, 1, 0};
+    rnn_config cfg = {RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, RNN_CELL_GRU, RNN_ACT_TANH, 1, 8, 1, 1, 0, 0};
     rnn_model m;
     rnn_err err;
     ck_assert(rnn_model_init(&m, &cfg, &err) == 0);
