@@ -46,8 +46,10 @@ def config(task, mode, cell, input_size, hidden, output_size=None, layers=1,
 class RNNModel(nn.Module):
     """The module rnnd's files describe: embedding? -> rnn -> head.
     forward(x): x is (T, B, X) floats, or (T, B) token ids when the config has
-    an embedding; returns the head's output at every step, (T, B, O), and the
-    final state. many_to_one models use the last step, y[-1]."""
+    a vocabulary: looked up in the embedding, or one-hot without one
+    (embedding 0, min-char-rnn's input: rnn.weight_ih_l0 is (G*H, V)).
+    Returns the head's output at every step, (T, B, O), and the final state.
+    many_to_one models use the last step, y[-1]."""
 
     def __init__(self, cfg):
         super().__init__()
@@ -72,6 +74,8 @@ class RNNModel(nn.Module):
     def forward(self, x, state=None):
         if self.cfg["embedding"] > 0:
             x = self.embedding(x)
+        elif self.cfg.get("vocab"):
+            x = nn.functional.one_hot(x, self.cfg["input_size"]).float()
         y, state = self.rnn(x, state)
         return self.head(y), state
 

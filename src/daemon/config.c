@@ -33,6 +33,8 @@ static const key keys[] = {
     {"data_dir", T_STR, S(data_dir), 0, 0, "folder that {\"file\": NAME} training data is read from"},
     {"http_threads", T_INT, S(http_threads), 1, 256, "HTTP worker threads (default: number of cores)"},
     {"train_workers", T_INT, S(train_workers), 1, 64, "training jobs that run at once"},
+    {"train_threads", T_INT, S(train_threads), 0, 1024, "threads that share one job's batches (0: every core)"},
+    {"train_nice", T_INT, S(train_nice), 0, 19, "nice value of training threads, so HTTP threads come first"},
     {"train_queue", T_INT, S(train_queue), 0, 100000, "training jobs that may wait; more get 429"},
     {"max_body_bytes", T_INT, S(max_body_bytes), 1024, 1L << 30, "largest request body; larger gets 413"},
     {"max_sequence_length", T_INT, S(max_sequence_length), 1, 10000000, "most steps in one sequence"},
@@ -58,6 +60,8 @@ void rnnd_config_defaults(rnnd_config *c)
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     c->http_threads = n > 0 && n < 256 ? (int)n : 2;
     c->train_workers = 1;
+    c->train_threads = 0;
+    c->train_nice = 10;
     c->train_queue = 16;
     c->max_body_bytes = 8388608;
     c->max_sequence_length = 10000;

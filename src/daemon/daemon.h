@@ -25,6 +25,8 @@ typedef struct rnnd_config {
     char data_dir[1024];
     int http_threads;
     int train_workers;
+    int train_threads;          /* threads per job; 0: every core */
+    int train_nice;             /* nice value of training threads */
     int train_queue;
     long max_body_bytes;
     int max_sequence_length;

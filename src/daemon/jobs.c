@@ -10,11 +10,15 @@
 #include "daemon.h"
 
 #include <cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MAX_JOBS_KEPT 1000
 
@@ -138,6 +142,7 @@ static void run_job(job_pool *pool, train_job *j)
         run_ctx ctx = {pool, j};
         j->spec.train.progress = on_progress;
         j->spec.train.progress_ud = &ctx;
+        j->spec.train.threads = pool->cfg->train_threads;
         int rc = rnn_train(&m, &j->data, &j->spec.train, &res, &err);
         if (rc == 1) {
             final = JOB_CANCELLED;
@@ -184,6 +189,11 @@ static void *worker(void *arg)
 {
     job_pool *p = arg;
     rnn_blas_threads(1);
+    /* training runs below the HTTP threads; the threads a job starts inherit
+     * this (Linux keeps the nice value per thread) */
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), p->cfg->train_nice))
+        rnnd_log(LOG_WARN, "train_nice: %s; training threads keep the default priority",
+                 strerror(errno));
     pthread_mutex_lock(&p->lock);
     for (;;) {
         while (!p->stopping && !p->head)

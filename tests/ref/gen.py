@@ -1,11 +1,13 @@
 #!/usr/bin/python3
 """Reference vectors for the rnnd engine, computed with PyTorch.
 
-Writes tests/ref/engine/<case>.ref: for each case a small model (optional
-embedding -> stacked RNN/LSTM/GRU -> linear head -> loss), one batch, and the
-forward outputs, loss, gradients (full or truncated BPTT), and the weights after
-3 steps of SGD (momentum) and of AdamW. The C tests read these files, so the
-format is plain text, one tensor per two lines (see tests/ref/README.md).
+Writes tests/ref/engine/<case>.ref: for each case a model (token input through
+an embedding or one-hot, or numeric input -> stacked RNN/LSTM/GRU -> linear
+head -> loss), one batch, and the forward outputs, loss, gradients (full or
+truncated BPTT), and (small cases) the weights after 3 steps of SGD (momentum)
+and of AdamW. The C tests read these files, so the format is plain text, one
+tensor per two lines; tensors of BIN_MIN values or more go to a binary
+sidecar engine/<case>.bin (see tests/ref/README.md).
 
     /usr/bin/python3 tests/ref/gen.py           # (re)write the .ref files
     /usr/bin/python3 tests/ref/gen.py --check   # also run self-checks (float64
@@ -20,9 +22,18 @@ import copy
 import os
 import sys
 
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
+# Debian's torch does its float32 GEMMs in the system OpenBLAS, which picks its
+# kernels by CPU: AVX-512 kernels round differently from the AVX2 ones the
+# committed files were made with. Pin the AVX2 (Haswell) kernels and one
+# thread, before torch loads OpenBLAS, so every x86-64 machine with AVX2 writes
+# the same bytes.
+os.environ["OPENBLAS_CORETYPE"] = "Haswell"
+os.environ["OPENBLAS_NUM_THREADS"] = "1"
+os.environ["OMP_NUM_THREADS"] = "1"
+
+import torch  # noqa: E402  (after the environment above)
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT_DIR = os.path.join(HERE, "engine")
@@ -32,12 +43,20 @@ SGD_MOMENTUM = 0.9
 ADAM_LR = 0.01
 ADAM_WD = 0.01
 STEPS = 3
+# tensors with this many values or more go to the binary sidecar <case>.bin
+BIN_MIN = 1024
 
 
 # --------------------------------------------------------------------------- model
 
+def is_tokens(c):
+    """Token ids in [0, input_size): embedded when embedding > 0, else one-hot."""
+    return c["embedding"] > 0 or bool(c.get("tokens", 0))
+
+
 class Model(nn.Module):
-    """embedding (token input only) -> rnn -> head, PyTorch state_dict names."""
+    """embedding or one-hot (token input only) -> rnn -> head, PyTorch
+    state_dict names."""
 
     def __init__(self, c):
         super().__init__()
@@ -46,6 +65,7 @@ class Model(nn.Module):
             self.embedding = nn.Embedding(c["input_size"], c["embedding"])
             rnn_in = c["embedding"]
         else:
+            # numeric input, or one-hot tokens: layer 0's W_ih is (G*H, V)
             self.embedding = None
             rnn_in = c["input_size"]
         H, L = c["hidden"], c["layers"]
@@ -72,6 +92,9 @@ class Model(nn.Module):
     def embed(self, inp):
         if self.embedding is not None:
             return self.embedding(inp)
+        if is_tokens(self.c):
+            dt = self.head.weight.dtype
+            return F.one_hot(inp, self.c["input_size"]).to(dt)
         return inp
 
     def run_rnn(self, x, state, act=None):
@@ -140,13 +163,13 @@ def loss_fn(c, out, target):
 
 
 def train_copy(model, c, inp, target, make_opt):
-    """STEPS optimizer steps on a copy of model; returns it and the gradient
+    """steps(c) optimizer steps on a copy of model; returns it and the gradient
     norm (before clipping) of each step."""
     m = copy.deepcopy(model)
     params = list(m.parameters())
     opt = make_opt(params)
     norms = []
-    for _ in range(STEPS):
+    for _ in range(steps(c)):
         opt.zero_grad()
         loss = loss_fn(c, forward(m, inp, c["bptt"]), target)
         loss.backward()
@@ -161,7 +184,9 @@ def train_copy(model, c, inp, target, make_opt):
 
 # Seeds chosen by hand where the sequential seed gave a clipped case whose
 # gradient norm did not stay above the clip for all optimizer steps.
-SEED_OVERRIDE = {"gru_l2_m2m": 126}
+# stack_rnn_relu_x64: the seed (of 313..372) whose smallest relu
+# pre-activation is farthest from 0 (1.5e-5, 20x the float32 noise).
+SEED_OVERRIDE = {"gru_l2_m2m": 126, "stack_rnn_relu_x64": 323}
 
 
 def make_cases():
@@ -199,8 +224,46 @@ def make_cases():
              mode="many_to_one", cell="rnn", activation="relu", input_size=7,
              hidden=6, layers=1, output_size=3, embedding=4, T=20, B=3, bptt=0,
              clip=0.0, nesterov=0),
+        # one-hot token input: no embedding, layer 0's W_ih is (G*H, V)
+        dict(name="charlm_onehot_lstm", seed=206, task="charlm", mode="many_to_many",
+             cell="lstm", activation="tanh", input_size=20, hidden=12, layers=1,
+             output_size=20, embedding=0, tokens=1, T=20, B=4, bptt=0, clip=0.0,
+             nesterov=0),
+        dict(name="classify_onehot_gru", seed=207, task="classify", mode="many_to_one",
+             cell="gru", activation="tanh", input_size=9, hidden=8, layers=1,
+             output_size=3, embedding=0, tokens=1, T=16, B=5, bptt=0, clip=0.0,
+             nesterov=1),
+        dict(name="charlm_onehot_rnn_tanh", seed=208, task="charlm", mode="many_to_many",
+             cell="rnn", activation="tanh", input_size=15, hidden=10, layers=2,
+             output_size=15, embedding=0, tokens=1, T=18, B=3, bptt=0, clip=0.0,
+             nesterov=0),
     ]
+    # Benchmark sizes (bench/): the blocked-layout / batch-split kernels at
+    # realistic shapes. No optimizer steps (steps 0): the optimizers are
+    # elementwise and covered by the small cases, and the after-step weights
+    # would triple the files.
+    big = dict(task="regression", activation="tanh", layers=1, embedding=0,
+               bptt=0, clip=0.0, nesterov=0, steps=0)
+    for name, seed, cell, act, X, H, L, O, T, B, mode, bptt in (
+            ("big_lstm_h256", 301, "lstm", "tanh", 1, 256, 1, 1, 100, 32, "many_to_one", 0),
+            ("big_gru_h256", 302, "gru", "tanh", 1, 256, 1, 1, 100, 32, "many_to_one", 0),
+            ("big_rnn_h256", 303, "rnn", "tanh", 1, 256, 1, 1, 100, 32, "many_to_one", 0),
+            # 100 = 3 * 30 + 10: a remainder chunk
+            ("big_tbptt_gru_h128", 304, "gru", "tanh", 1, 128, 1, 1, 100, 32, "many_to_many", 30),
+            # stacked, X = H: every layer's W_ih is square
+            ("stack_lstm_x128", 311, "lstm", "tanh", 128, 128, 2, 4, 50, 32, "many_to_many", 0),
+            ("stack_gru_x128", 312, "gru", "tanh", 128, 128, 2, 4, 50, 32, "many_to_one", 0),
+            ("stack_rnn_relu_x64", 313, "rnn", "relu", 64, 64, 3, 4, 40, 16, "many_to_one", 0)):
+        c = dict(big, relu_margin=1e-5) if act == "relu" else dict(big)
+        c.update(name=name, seed=SEED_OVERRIDE.get(name, seed), cell=cell, activation=act,
+                 input_size=X, hidden=H, layers=L, output_size=O, T=T, B=B, mode=mode,
+                 bptt=bptt)
+        cases.append(c)
     return cases
+
+
+def steps(c):
+    return c.get("steps", STEPS)
 
 
 def build(c):
@@ -208,7 +271,7 @@ def build(c):
     torch.manual_seed(c["seed"])
     model = Model(c)
     T, B = c["T"], c["B"]
-    if c["embedding"] > 0:
+    if is_tokens(c):
         inp = torch.randint(0, c["input_size"], (T, B))
     else:
         inp = torch.randn(T, B, c["input_size"])
@@ -225,7 +288,7 @@ def build(c):
 def compute(c):
     model, inp, target = build(c)
     init = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    numeric = c["embedding"] == 0
+    numeric = not is_tokens(c)
     x = inp.clone().requires_grad_(True) if numeric else inp
     out = forward(model, x, c["bptt"])
     loss = loss_fn(c, out, target)
@@ -234,11 +297,15 @@ def compute(c):
     grads = {n: p.grad.detach().clone() for n, p in model.named_parameters()}
     gnorm = torch.sqrt(sum((g.double() ** 2).sum() for g in grads.values()))
 
-    sgd, sgd_norms = train_copy(model, c, inp, target, lambda ps: torch.optim.SGD(
-        ps, lr=SGD_LR, momentum=SGD_MOMENTUM, nesterov=bool(c["nesterov"]),
-        weight_decay=0.0))
-    adam, adam_norms = train_copy(model, c, inp, target, lambda ps: torch.optim.AdamW(
-        ps, lr=ADAM_LR, betas=(0.9, 0.999), eps=1e-8, weight_decay=ADAM_WD))
+    if steps(c) > 0:
+        sgd, sgd_norms = train_copy(model, c, inp, target, lambda ps: torch.optim.SGD(
+            ps, lr=SGD_LR, momentum=SGD_MOMENTUM, nesterov=bool(c["nesterov"]),
+            weight_decay=0.0))
+        adam, adam_norms = train_copy(model, c, inp, target, lambda ps: torch.optim.AdamW(
+            ps, lr=ADAM_LR, betas=(0.9, 0.999), eps=1e-8, weight_decay=ADAM_WD))
+    else:
+        sgd = adam = None
+        sgd_norms = adam_norms = []
 
     tensors = []
     if numeric:
@@ -254,12 +321,13 @@ def compute(c):
         tensors.append(("grad." + n, grads[n]))
     if numeric:
         tensors.append(("grad.input", x.grad.detach()))
-    sd = sgd.state_dict()
-    for n in init:
-        tensors.append(("sgd." + n, sd[n]))
-    sd = adam.state_dict()
-    for n in init:
-        tensors.append(("adam." + n, sd[n]))
+    if sgd is not None:
+        sd = sgd.state_dict()
+        for n in init:
+            tensors.append(("sgd." + n, sd[n]))
+        sd = adam.state_dict()
+        for n in init:
+            tensors.append(("adam." + n, sd[n]))
     tensors.append(("grad_norm", gnorm.reshape(1)))
     return dict(model=model, inp=inp, target=target, init=init, grads=grads,
                 gnorm=float(gnorm), step_norms=sgd_norms + adam_norms,
@@ -273,6 +341,8 @@ def fmt_num(v):
 
 
 def write_case(c, tensors, path):
+    """Writes <case>.ref and, when a tensor has BIN_MIN values or more,
+    <case>.bin next to it (removes a stale .bin otherwise)."""
     scale = c.get("target_scale", 1.0)
     lines = [
         "# rnnd engine reference vectors, generated by tests/ref/gen.py; do not edit",
@@ -289,6 +359,7 @@ def write_case(c, tensors, path):
         "layers %d" % c["layers"],
         "output_size %d" % c["output_size"],
         "embedding %d" % c["embedding"],
+        "tokens %d" % (1 if is_tokens(c) else 0),
         "T %d" % c["T"],
         "B %d" % c["B"],
         "bptt %d" % c["bptt"],
@@ -298,11 +369,26 @@ def write_case(c, tensors, path):
         "sgd_nesterov %d" % c["nesterov"],
         "adam_lr %s" % fmt_num(ADAM_LR),
         "adam_weight_decay %s" % fmt_num(ADAM_WD),
-        "steps %d" % STEPS,
+        "steps %d" % steps(c),
     ]
+    nbin = sum(t.numel() for _, t in tensors if t.numel() >= BIN_MIN)
+    if nbin:
+        lines.append("bin_floats %d" % nbin)
+    blobs = []
+    offset = 0
     for name, t in tensors:
         shape = list(t.shape)
-        lines.append("tensor %s %d %s" % (name, len(shape), " ".join(str(d) for d in shape)))
+        head = "tensor %s %d %s" % (name, len(shape), " ".join(str(d) for d in shape))
+        if t.numel() >= BIN_MIN:
+            # raw little-endian float32; integers must stay exact in float32
+            if t.dtype in (torch.int64, torch.int32):
+                assert int(t.abs().max()) < 2 ** 24, name
+            a = t.detach().reshape(-1).to(torch.float32).numpy().astype("<f4")
+            blobs.append(a.tobytes())
+            lines.append("%s @%d" % (head, offset))
+            offset += t.numel()
+            continue
+        lines.append(head)
         flat = t.reshape(-1).tolist()
         if t.dtype in (torch.int64, torch.int32):
             lines.append(" ".join("%d" % v for v in flat))
@@ -311,16 +397,43 @@ def write_case(c, tensors, path):
     lines.append("end")
     with open(path, "w", encoding="ascii", newline="\n") as f:
         f.write("\n".join(lines) + "\n")
+    bin_path = path[:-len(".ref")] + ".bin"
+    if blobs:
+        with open(bin_path, "wb") as f:
+            for b in blobs:
+                f.write(b)
+    elif os.path.exists(bin_path):
+        os.remove(bin_path)
 
 
 # --------------------------------------------------------------------------- self-checks
+
+def relu_preacts(m, inp, c):
+    """Every pre-activation z of a relu RNN stack over the whole input, flat."""
+    zs = []
+    with torch.no_grad():
+        xl = m.embed(inp)
+        for l in range(c["layers"]):
+            w_ih = getattr(m.rnn, "weight_ih_l%d" % l)
+            w_hh = getattr(m.rnn, "weight_hh_l%d" % l)
+            b = getattr(m.rnn, "bias_ih_l%d" % l) + getattr(m.rnn, "bias_hh_l%d" % l)
+            h = torch.zeros(xl.shape[1], c["hidden"], dtype=w_hh.dtype)
+            outs = []
+            for t in range(xl.shape[0]):
+                z = xl[t] @ w_ih.t() + h @ w_hh.t() + b
+                zs.append(z.reshape(-1))
+                h = torch.relu(z)
+                outs.append(h)
+            xl = torch.stack(outs, 0)
+    return torch.cat(zs)
+
 
 def check_case(c, r, log):
     """float64 checks; raise AssertionError on failure."""
     torch.manual_seed(12345)
     m64 = copy.deepcopy(r["model"]).double()
     m64.load_state_dict({k: v.double() for k, v in r["init"].items()})
-    numeric = c["embedding"] == 0
+    numeric = not is_tokens(c)
     inp = r["inp"].double() if numeric else r["inp"]
     tgt = r["target"].double() if c["task"] == "regression" else r["target"]
     T, B, k = c["T"], c["B"], c["bptt"] if c["bptt"] > 0 else c["T"]
@@ -337,24 +450,19 @@ def check_case(c, r, log):
             assert torch.allclose(a, b, rtol=0, atol=1e-12), "manual %s loop" % act
             assert torch.allclose(ha, hb, rtol=0, atol=1e-12), "manual %s state" % act
 
-    # 2. relu: no pre-activation so close to 0 that float32 could flip its side.
+    # 2. relu: no pre-activation so close to 0 that float32 could flip its
+    # side: at least relu_margin (1e-4; less for the big stacked case, where
+    # 120k pre-activations make that impossible) and 10 times the largest
+    # float32 - float64 difference of the pre-activations.
     if c["cell"] == "rnn" and c["activation"] == "relu":
-        with torch.no_grad():
-            xl = m64.embed(inp)
-            mn = float("inf")
-            for l in range(c["layers"]):
-                w_ih = getattr(m64.rnn, "weight_ih_l%d" % l)
-                w_hh = getattr(m64.rnn, "weight_hh_l%d" % l)
-                b = getattr(m64.rnn, "bias_ih_l%d" % l) + getattr(m64.rnn, "bias_hh_l%d" % l)
-                h = torch.zeros(B, c["hidden"], dtype=torch.float64)
-                outs = []
-                for t in range(T):
-                    z = xl[t] @ w_ih.t() + h @ w_hh.t() + b
-                    mn = min(mn, float(z.abs().min()))
-                    h = torch.relu(z)
-                    outs.append(h)
-                xl = torch.stack(outs, 0)
-            assert mn > 1e-4, "relu pre-activation %g too close to 0" % mn
+        z64 = relu_preacts(m64, inp, c)
+        m32 = copy.deepcopy(m64).float()
+        z32 = relu_preacts(m32, r["inp"], c).double()
+        mn = float(z64.abs().min())
+        noise = float((z32 - z64).abs().max())
+        margin = c.get("relu_margin", 1e-4)
+        assert mn > margin and mn > 10 * noise, \
+            "relu pre-activation %g too close to 0 (float32 noise %g)" % (mn, noise)
 
     # 3. Autograd (with detach) in float64 vs float32 gradients.
     x64 = inp.clone().requires_grad_(True) if numeric else inp
@@ -363,10 +471,12 @@ def check_case(c, r, log):
     loss64.backward()
     g64 = {n: p.grad.detach().clone() for n, p in m64.named_parameters()}
     assert abs(float(loss64) - r["loss"]) <= 1e-5 * max(1.0, abs(float(loss64))), "loss f32/f64"
+    f32err = 0.0  # float32 error relative to each tensor's scale, as the C test measures
     for n in g64:
         d = (g64[n] - r["grads"][n].double()).abs().max()
         scale = max(g64[n].abs().max().item(), 1e-3)
         assert d <= 1e-4 * scale, "grad %s f32 vs f64: %g" % (n, d)
+        f32err = max(f32err, float(d) / max(g64[n].abs().max().item(), 1e-30))
 
     # 4. Independent truncated loss: chunk starting states computed with the
     # unperturbed weights and held fixed, then finite differences. Its gradient
@@ -442,8 +552,8 @@ def check_case(c, r, log):
     if c["bptt"] > 0 and numeric and c["mode"] == "many_to_one":
         last = ((T - 1) // k) * k
         assert r["x_grad"][:last].abs().max() == 0, "tbptt m2o: gradient before last chunk"
-    log("  %-26s loss %-12.7g |g| %-10.5g FD %2d checks, worst rel err %.2e"
-        % (c["name"], r["loss"], r["gnorm"], checked, worst))
+    log("  %-26s loss %-12.7g |g| %-10.5g f32 err %.1e FD %2d checks, worst rel err %.2e"
+        % (c["name"], r["loss"], r["gnorm"], f32err, checked, worst))
 
 
 # --------------------------------------------------------------------------- main

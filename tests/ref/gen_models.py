@@ -154,7 +154,7 @@ def margin(vals):
 
 def as_input(cfg, seq):
     """A request sequence as the model's (T, 1, X) or (T, 1) input."""
-    if cfg["embedding"] > 0:
+    if cfg["vocab"]:   # token input: embedding or one-hot, RNNModel decides
         vocab = list(cfg["vocab"])
         return torch.tensor([[vocab.index(ch)] for ch in seq], dtype=torch.long)
     X = cfg["input_size"]
@@ -372,6 +372,14 @@ def forward_cases():
          C("charlm", "many_to_many", "lstm", "tanh", len(CHARLM_VOCAB), 16, 2, len(CHARLM_VOCAB),
            embedding=6, vocab=CHARLM_VOCAB),
          lambda g: {"text": "the sea ", "length": 30, "temperature": 0, "seed": 1}, 3.0),
+        # one-hot token input (embedding 0): rnn.weight_ih_l0 is (G*H, V)
+        ("rnn_charlm_onehot", 134,
+         C("charlm", "many_to_many", "rnn", "tanh", len(CHARLM_VOCAB), 16, 1, len(CHARLM_VOCAB),
+           embedding=0, vocab=CHARLM_VOCAB),
+         lambda g: {"text": "the sea ", "length": 30, "temperature": 0, "seed": 1}, 3.0),
+        ("gru_classify_onehot", 107,
+         C("classify", "many_to_one", "gru", "tanh", 7, 8, 2, 3, embedding=0, vocab="abcdefg"),
+         lambda g: {"sequences": [token_seq(g, T, "abcdefg") for T in (10, 18, 30)]}, 1.0),
     ]
 
 
@@ -405,6 +413,11 @@ REVERSE = [
       "return_sequences": True}),
     ("rnnd_trained_charlm",
      {"task": "charlm", "cell": "lstm", "hidden": 16, "layers": 1, "embedding": 8,
+      "data": {"text": "the cat sat on the mat. the dog sat on the log. " * 6, "window": 16},
+      "epochs": 40, "batch": 4, "init": {"seed": 3}, "optimizer": {"name": "adam", "lr": 0.02}},
+     {"text": "the d", "length": 30, "temperature": 0, "seed": 1}),
+    ("rnnd_trained_onehot",
+     {"task": "charlm", "cell": "gru", "hidden": 16, "layers": 1, "embedding": 0,
       "data": {"text": "the cat sat on the mat. the dog sat on the log. " * 6, "window": 16},
       "epochs": 40, "batch": 4, "init": {"seed": 3}, "optimizer": {"name": "adam", "lr": 0.02}},
      {"text": "the d", "length": 30, "temperature": 0, "seed": 1}),

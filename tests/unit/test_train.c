@@ -214,6 +214,68 @@ START_TEST(test_cancel_via_callback)
 }
 END_TEST
 
+/* One job on several threads: the batch is split, the gradients summed in
+ * thread order. The same thread count gives the same bits; another count
+ * the same weights up to float rounding; an uneven split (3 threads for 32
+ * sequences) and the rnn_train_threads limits hold. */
+static void train_with_threads(int threads, rnn_model *m, int *used)
+{
+    rnn_config cfg = {RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, RNN_CELL_GRU, RNN_ACT_TANH, 1, 64, 1, 1, 0, 0};
+    rnn_err err;
+    ck_assert(rnn_model_init(m, &cfg, &err) == 0);
+    rnn_rng rng;
+    rnn_rng_seed(&rng, 11);
+    rnn_model_randomize(m, &rng, RNN_INIT_DEFAULT);
+    rnn_dataset d;
+    ck_assert(rnn_dataset_sine(&d, 128, 50, RNN_MODE_MANY_TO_ONE, &err) == 0);
+    rnn_train_cfg tc = {.epochs = 2, .batch = 32, .shuffle = 1, .seed = 3, .threads = threads};
+    rnn_optim_defaults(&tc.optim, RNN_OPT_SGD);
+    tc.optim.momentum = 0.9;
+    rnn_train_result r;
+    ck_assert_msg(rnn_train(m, &d, &tc, &r, &err) == 0, "%s", err.msg);
+    *used = r.threads;
+    rnn_train_result_free(&r);
+    rnn_dataset_free(&d);
+}
+
+START_TEST(test_threads)
+{
+    rnn_model m1, m2, m2b, m3;
+    int u1, u2, u2b, u3;
+    train_with_threads(1, &m1, &u1);
+    train_with_threads(2, &m2, &u2);
+    train_with_threads(2, &m2b, &u2b);
+    train_with_threads(3, &m3, &u3);
+    ck_assert_int_eq(u1, 1);
+    ck_assert_int_eq(u2, 2);
+    ck_assert_int_eq(u3, 3);
+    ck_assert_msg(memcmp(m2.params, m2b.params, m2.nparams * sizeof(float)) == 0,
+                  "two runs on 2 threads differ");
+    double scale = 0, d2 = 0, d3 = 0;
+    int differ = 0;
+    for (size_t i = 0; i < m1.nparams; i++) {
+        scale = fmax(scale, fabs(m1.params[i]));
+        d2 = fmax(d2, fabs(m1.params[i] - m2.params[i]));
+        d3 = fmax(d3, fabs(m1.params[i] - m3.params[i]));
+        differ |= m1.params[i] != m2.params[i];
+    }
+    printf("  threads: 1 vs 2 max diff %.3g, 1 vs 3 %.3g (weights up to %.3g)\n", d2, d3, scale);
+    ck_assert_msg(d2 <= 1e-5 * scale && d3 <= 1e-5 * scale, "threads change the result: %g %g", d2, d3);
+    ck_assert_msg(differ, "2 threads gave 1 thread's exact bits: was the batch split at all?");
+    rnn_model_free(&m1);
+    rnn_model_free(&m2);
+    rnn_model_free(&m2b);
+    rnn_model_free(&m3);
+    /* no more threads than sequences, and none for tiny work */
+    rnn_config big = {RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, RNN_CELL_LSTM, RNN_ACT_TANH, 1, 256, 1, 1, 0, 0};
+    ck_assert_int_eq(rnn_train_threads(&big, 8, 100, 3), 3);
+    ck_assert_int_eq(rnn_train_threads(&big, 0, 100, 32), rnn_cpu_count());
+    rnn_config tiny = big;
+    tiny.hidden = 4;
+    ck_assert_int_eq(rnn_train_threads(&tiny, 8, 10, 32), 1);
+}
+END_TEST
+
 Suite *train_suite(void)
 {
     Suite *s = suite_create("train");
@@ -225,6 +287,7 @@ Suite *train_suite(void)
     tcase_add_test(tc, test_learns_text);
     tcase_add_test(tc, test_divergence_named_and_weights_kept);
     tcase_add_test(tc, test_cancel_via_callback);
+    tcase_add_test(tc, test_threads);
     suite_add_tcase(s, tc);
     return s;
 }
