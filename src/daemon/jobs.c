@@ -11,6 +11,7 @@
 
 #include <cJSON.h>
 #include <errno.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,6 +184,9 @@ static void run_job(job_pool *pool, train_job *j)
         snprintf(j->error, sizeof j->error, "%s", err.msg);
     job_release_inputs(j);
     pthread_mutex_unlock(&pool->lock);
+    /* a job's workspaces were freed in its threads' malloc arenas: give the
+     * memory back, so an idle daemon stays small */
+    malloc_trim(0);
 }
 
 static void *worker(void *arg)

@@ -116,6 +116,9 @@ static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
 
 static void engine_create(void)
 {
+    /* every dnn_seq caches its own primitives; oneDNN's cache (1024 by
+     * default) would keep every shape a daemon ever trained alive */
+    dnnl_set_primitive_cache_capacity(16);
     if (dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success)
         engine = NULL;
 }
