@@ -126,13 +126,13 @@ $(BUILD)/tests/unit/%.o: tests/unit/%.c
 $(UNIT_BIN): $(UNIT_OBJ) $(LIBRNN)
 	$(CC) $(ALL_CFLAGS) -o $@ $(UNIT_OBJ) $(LIBRNN) $(CHECK_LIBS) $(LDLIBS)
 
-# The PyTorch references and gradient checks once more on the own kernel, and
-# on oneDNN limited to AVX2 (a CPU without AVX-512).
+# The PyTorch references and gradient checks once more on the oneDNN kernel,
+# also limited to AVX2 (a CPU without AVX-512).
 unit: $(UNIT_BIN) $(RNND)
 	OPENBLAS_NUM_THREADS=1 RNND_BIN=$(RNND) $(UNIT_BIN)
-	RNN_KERNEL=own CK_RUN_SUITE=pytorch_ref OPENBLAS_NUM_THREADS=1 $(UNIT_BIN)
-	RNN_KERNEL=own CK_RUN_SUITE=gradcheck OPENBLAS_NUM_THREADS=1 $(UNIT_BIN)
-	ONEDNN_MAX_CPU_ISA=AVX2 CK_RUN_SUITE=pytorch_ref OPENBLAS_NUM_THREADS=1 $(UNIT_BIN)
+	RNN_KERNEL=onednn CK_RUN_SUITE=pytorch_ref OPENBLAS_NUM_THREADS=1 $(UNIT_BIN)
+	RNN_KERNEL=onednn CK_RUN_SUITE=gradcheck OPENBLAS_NUM_THREADS=1 $(UNIT_BIN)
+	RNN_KERNEL=onednn ONEDNN_MAX_CPU_ISA=AVX2 CK_RUN_SUITE=pytorch_ref OPENBLAS_NUM_THREADS=1 $(UNIT_BIN)
 
 $(INTEG_BIN): $(INTEG_SRC) $(wildcard tests/integration/*.h)
 	@mkdir -p $(dir $@)

@@ -3,14 +3,15 @@
  * layers with a dense head, on a preallocated workspace, and the
  * step-by-step path of inference.
  *
- * Two kernels compute a layer over a sequence. Batched passes (training, and
- * inference of B > 1) run on oneDNN's RNN primitives (dnn.c). The own kernel
- * runs the cells of cells.c step by step: the input projection of all T
- * steps is one GEMM, each step adds h_{t-1} W_hh^T (a GEMV when B = 1), and
- * after the backward sweep each weight gradient is one GEMM over all steps.
- * It serves B = 1 inference, where it is faster than a primitive, and any
- * shape oneDNN refuses; RNN_KERNEL=own (or onednn) in the environment forces
- * one kernel, for tests. Both are held to the same PyTorch references.
+ * Two kernels compute a layer over a sequence. The own kernel runs the cells
+ * of cells.c step by step: the input projection of all T steps is one GEMM,
+ * each step adds h_{t-1} W_hh^T (a GEMV when B = 1), and after the backward
+ * sweep each weight gradient is one GEMM over all steps. The oneDNN kernel
+ * (dnn.c) runs each layer as oneDNN RNN primitives. Measured on one core
+ * (docs/benchmarks.md), the own kernel is as fast or faster on every shape
+ * of the benchmark, so it is the default; RNN_KERNEL=onednn in the
+ * environment selects oneDNN (a oneDNN refusal falls back to the own
+ * kernel). Both are held to the same PyTorch references.
  *
  * Token input is looked up in the embedding or, without one, written as
  * one-hot rows, so that every layer sees numeric input (T, B, X_l).
@@ -25,7 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { KERNEL_AUTO, KERNEL_OWN, KERNEL_ONEDNN };
+enum { KERNEL_OWN, KERNEL_ONEDNN };
 
 struct rnn_ws {
     rnn_config cfg;
@@ -33,7 +34,7 @@ struct rnn_ws {
     int T, B;                   /* of the last forward */
     int has_targets;
     int train;                  /* made by rnn_ws_new: backward possible */
-    int kernel;                 /* KERNEL_*: what the environment asks for */
+    int kernel;                 /* KERNEL_*: RNN_KERNEL in the environment */
     int used_dnn;               /* the last forward ran on oneDNN */
     int chunk;                  /* its chunk length on oneDNN (truncated BPTT) */
     dnn_seq *dnn;               /* NULL: own kernel only */
@@ -63,9 +64,7 @@ static size_t ws_width(const rnn_config *c)
 static int kernel_from_env(void)
 {
     const char *k = getenv("RNN_KERNEL");
-    if (k && strcmp(k, "own") == 0) return KERNEL_OWN;
-    if (k && strcmp(k, "onednn") == 0) return KERNEL_ONEDNN;
-    return KERNEL_AUTO;
+    return k && strcmp(k, "onednn") == 0 ? KERNEL_ONEDNN : KERNEL_OWN;
 }
 
 static rnn_ws *ws_new(const rnn_config *cfg, int maxT, int maxB, int train)
@@ -98,7 +97,7 @@ static rnn_ws *ws_new(const rnn_config *cfg, int maxT, int maxB, int train)
         ALLOC(ws->dB, T * B * ws_width(cfg));
     }
 #undef ALLOC
-    if (ok && ws->kernel != KERNEL_OWN)
+    if (ok && ws->kernel == KERNEL_ONEDNN)
         ws->dnn = dnn_seq_new(cfg, train);
     if (!ok) {
         rnn_ws_free(ws);
@@ -348,8 +347,7 @@ double rnn_forward(const rnn_model *m, rnn_ws *ws, const rnn_batch *b)
         token_input(m, b->tok, (size_t)T * B, ws->x0);
         x0 = ws->x0;
     }
-    /* oneDNN for batched passes and training; the own kernel for B = 1 inference */
-    ws->used_dnn = ws->dnn && (ws->kernel == KERNEL_ONEDNN || ws->train || B > 1);
+    ws->used_dnn = ws->dnn != NULL;
     if (ws->dnn)
         dnn_seq_weights_changed(ws->dnn);
     if (ws->used_dnn && layers_forward(m, ws, x0))
