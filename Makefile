@@ -11,7 +11,7 @@ UNITDIR   ?= $(PREFIX)/lib/systemd/system
 SYSCONFDIR ?= /etc
 STATEDIR  ?= /var/lib/rnnd
 DESTDIR   ?=
-PKGS      := openblas libcjson libmicrohttpd
+PKGS      := libcjson libmicrohttpd
 
 # pkg-config is asked lazily, after `deps` has had a chance to install it.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -38,12 +38,13 @@ CLI_OBJ    := $(CLI_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/admin_page.o
 UNIT_SRC   := $(wildcard tests/unit/*.c)
 UNIT_OBJ   := $(UNIT_SRC:%.c=$(BUILD)/%.o)
 INTEG_SRC  := $(wildcard tests/integration/*.c)
-BENCH_SRC  := $(wildcard bench/*.c)
+BENCH_SRC  := bench/bench_engine.c
 
 LIBRNN     := $(BUILD)/librnn.a
 RNND       := $(BUILD)/rnnd
 UNIT_BIN   := $(BUILD)/test_unit
 BENCH_BIN  := $(BUILD)/bench_engine
+BENCH_DNNL := $(BUILD)/bench_dnnl
 INTEG_BIN  := $(BUILD)/test_integration
 
 .PHONY: all run demo install uninstall test unit integration ops-check bench deps deps-test clean help
@@ -154,6 +155,10 @@ test: deps-test
 
 $(BENCH_BIN): $(BENCH_SRC) $(LIBRNN)
 	$(CC) $(ALL_CFLAGS) -o $@ $(BENCH_SRC) $(LIBRNN) $(LDLIBS)
+
+$(BENCH_DNNL): bench/bench_dnnl.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< -ldnnl -lgomp -lm
 
 bench: deps
 	@sh scripts/deps.sh bench

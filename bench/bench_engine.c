@@ -1,14 +1,17 @@
 /*
- * Engine benchmark: for RNN (tanh), LSTM and GRU x H x X x T x B, the
- * throughput (sequences/s) of a training step (forward, linear head and MSE
- * at every step, backward, Adam) and of inference (forward, head on the last
- * step). Prints one RESULT line per configuration in the format that
- * bench/report.py joins with bench_torch.py's. Single-threaded BLAS.
- *
- * Timing: 2 warm-up iterations, then `reps` measurements each at least
- * `min_time` seconds long; the median per-iteration time is reported.
+ * rnnd's side of `make bench`, in process: for every configuration of
+ * bench/configs.txt (cell H X T B N, one layer, many_to_one regression) it
+ * times
+ *   - train_ms: one epoch of rnn_train, the training loop `rnnd train` runs
+ *     (gather, forward, head, MSE, backward, Adam, shuffling), on N random
+ *     sequences in batches of B, with --threads threads;
+ *   - infer_seq_s / infer1_seq_s: rnn_forward on an inference workspace for a
+ *     batch of B and for one sequence, in sequences per second.
+ * Each figure is the median of --reps timed blocks of at least --min-time
+ * seconds after two warm-up runs. The whole-process time of `rnnd train` is
+ * measured by bench/run.sh around the binary itself.
  */
-#include "rnn/rnn.h"
+#include "internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,125 +31,137 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-typedef struct ctx {
+typedef struct bench {
     rnn_model m;
+    rnn_dataset d;
+    rnn_train_cfg tc;
     rnn_ws *ws;
     rnn_batch b;
-    float *grads;
-    rnn_optim opt;
-    int train;
-} ctx;
+    int what;               /* 0: an epoch of training; else inference */
+} bench;
 
-static void iterate(ctx *c)
+static void once(bench *k)
 {
-    if (c->train) {
-        memset(c->grads, 0, c->m.nparams * sizeof(float));
-        rnn_forward(&c->m, c->ws, &c->b);
-        rnn_backward(&c->m, c->ws, &c->b, 0, c->grads, NULL);
-        rnn_optim_step(&c->opt, c->m.params, c->grads);
+    if (k->what == 0) {
+        rnn_train_result r;
+        rnn_err err;
+        if (rnn_train(&k->m, &k->d, &k->tc, &r, &err) < 0) {
+            fprintf(stderr, "bench_engine: %s\n", err.msg);
+            exit(1);
+        }
+        rnn_train_result_free(&r);
     } else {
-        rnn_forward(&c->m, c->ws, &c->b);
+        rnn_forward(&k->m, k->ws, &k->b);
     }
 }
 
-static double time_it(ctx *c, int reps, double min_time)
+/* Median seconds per call of once(). */
+static double median_seconds(bench *k, int reps, double min_time)
 {
-    double *t = malloc((size_t)reps * sizeof(double));
-    for (int i = 0; i < 2; i++) iterate(c);
+    double *t = malloc((size_t)reps * sizeof *t);
+    if (!t)
+        exit(1);
+    for (int i = 0; i < 2; i++)
+        once(k);
     for (int r = 0; r < reps; r++) {
         long n = 0;
         double t0 = now(), el;
         do {
-            iterate(c);
+            once(k);
             n++;
             el = now() - t0;
         } while (el < min_time);
         t[r] = el / (double)n;
     }
-    qsort(t, (size_t)reps, sizeof(double), cmp_double);
+    qsort(t, (size_t)reps, sizeof *t, cmp_double);
     double med = t[reps / 2];
     free(t);
     return med;
 }
 
-static double run(rnn_cell_type cell, int H, int X, int T, int B, int train, int reps, double min_time)
+static void run(const char *cell, int H, int X, int T, int B, int N, int threads, int reps,
+                double min_time)
 {
-    rnn_config cfg = {RNN_TASK_REGRESSION, train ? RNN_MODE_MANY_TO_MANY : RNN_MODE_MANY_TO_ONE,
-                      cell, RNN_ACT_TANH, X, H, 1, 1, 0, 0};
-    ctx c;
-    memset(&c, 0, sizeof c);
+    bench k;
+    memset(&k, 0, sizeof k);
+    rnn_config cfg = {RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, RNN_CELL_RNN, RNN_ACT_TANH,
+                      X, H, 1, 1, 0, 0};
     rnn_err err;
-    if (rnn_model_init(&c.m, &cfg, &err)) {
-        fprintf(stderr, "%s\n", err.msg);
+    if (rnn_cell_parse(cell, &cfg.cell) || rnn_model_init(&k.m, &cfg, &err) ||
+        rnn_dataset_alloc(&k.d, N, (size_t)N * T, X, 1, RNN_TASK_REGRESSION,
+                          RNN_MODE_MANY_TO_ONE, &err)) {
+        fprintf(stderr, "bench_engine: cannot set up %s H=%d X=%d\n", cell, H, X);
         exit(1);
     }
     rnn_rng rng;
     rnn_rng_seed(&rng, 1);
-    rnn_model_randomize(&c.m, &rng, RNN_INIT_DEFAULT);
-    c.ws = rnn_ws_new(&cfg, T, B);
-    float *x = malloc((size_t)T * B * X * sizeof(float));
-    float *y = malloc((size_t)T * B * sizeof(float));
-    for (size_t i = 0; i < (size_t)T * B * X; i++) x[i] = (float)rnn_rng_normal(&rng);
-    for (size_t i = 0; i < (size_t)T * B; i++) y[i] = (float)rnn_rng_normal(&rng);
-    c.b = (rnn_batch){T, B, x, NULL, train ? y : NULL, NULL};
-    c.train = train;
-    c.grads = calloc(c.m.nparams, sizeof(float));
-    rnn_optim_cfg oc;
-    rnn_optim_defaults(&oc, RNN_OPT_ADAM);
-    rnn_optim_init(&c.opt, &oc, c.m.nparams, &err);
-    double s = time_it(&c, reps, min_time);
-    rnn_optim_free(&c.opt);
-    free(c.grads);
-    free(x);
-    free(y);
-    rnn_ws_free(c.ws);
-    rnn_model_free(&c.m);
-    return (double)B / s;
+    rnn_model_randomize(&k.m, &rng, RNN_INIT_DEFAULT);
+    for (int i = 0; i < N; i++) {
+        k.d.len[i] = T;
+        k.d.off[i] = (size_t)i * T;
+        k.d.y[i] = (float)rnn_rng_normal(&rng);
+    }
+    for (size_t i = 0; i < (size_t)N * T * X; i++)
+        k.d.x[i] = (float)rnn_rng_normal(&rng);
+    k.tc = (rnn_train_cfg){.epochs = 1, .batch = B, .shuffle = 1, .seed = 1, .threads = threads};
+    rnn_optim_defaults(&k.tc.optim, RNN_OPT_ADAM);
+
+    k.what = 0;
+    const double train = median_seconds(&k, reps, min_time);
+    double seq_s[2];
+    const int batch[2] = {B, 1};
+    for (int i = 0; i < 2; i++) {
+        /* the first batch[i] sequences, time-major */
+        float *x = malloc((size_t)T * batch[i] * X * sizeof *x);
+        for (int t = 0; t < T; t++)
+            for (int b = 0; b < batch[i]; b++)
+                memcpy(x + ((size_t)t * batch[i] + b) * X, k.d.x + ((size_t)b * T + t) * X,
+                       (size_t)X * sizeof *x);
+        k.ws = rnn_ws_new_inference(&cfg, T, batch[i]);
+        k.b = (rnn_batch){.T = T, .B = batch[i], .x = x};
+        k.what = 1;
+        seq_s[i] = batch[i] / median_seconds(&k, reps, min_time);
+        rnn_ws_free(k.ws);
+        free(x);
+    }
+    printf("RESULT impl=rnnd cell=%s H=%d X=%d T=%d B=%d N=%d threads=%d train_ms=%.1f "
+           "infer_seq_s=%.1f infer1_seq_s=%.1f\n",
+           cell, H, X, T, B, N, threads, train * 1e3, seq_s[0], seq_s[1]);
+    fflush(stdout);
+    rnn_dataset_free(&k.d);
+    rnn_model_free(&k.m);
 }
 
 int main(int argc, char **argv)
 {
-    int quick = 0, reps = 5;
-    double min_time = 0.05;
-    const char *only_cell = NULL;
-    int only_h = 0;
+    int reps = 5, threads = 1;
+    double min_time = 0.2;
+    const char *configs = "bench/configs.txt";
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--quick")) quick = 1;
-        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--min-time") && i + 1 < argc) min_time = atof(argv[++i]);
-        else if (!strcmp(argv[i], "--cell") && i + 1 < argc) only_cell = argv[++i];
-        else if (!strcmp(argv[i], "--H") && i + 1 < argc) only_h = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--configs") && i + 1 < argc) configs = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--quick] [--reps N] [--min-time S] [--cell C] [--H N]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--reps N] [--min-time S] [--threads N] [--configs FILE]\n",
+                    argv[0]);
             return 2;
         }
     }
     if (reps < 1) reps = 1;
-    rnn_blas_threads(1);
-    const rnn_cell_type cells[] = {RNN_CELL_RNN, RNN_CELL_LSTM, RNN_CELL_GRU};
-    const int hs[] = {64, 128, 256, 512}, ts[] = {50, 200}, bs[] = {1, 32};
-    for (int ci = 0; ci < 3; ci++) {
-        if (only_cell && strcmp(only_cell, rnn_cell_name(cells[ci]))) continue;
-        for (int hi = 0; hi < 4; hi++) {
-            const int H = hs[hi];
-            if (only_h && H != only_h) continue;
-            if (quick && H != 64 && H != 256) continue;
-            for (int xi = 0; xi < 2; xi++) {
-                const int X = xi == 0 ? H : 1;
-                for (int ti = 0; ti < 2; ti++) {
-                    if (quick && ti > 0) continue;
-                    for (int bi = 0; bi < 2; bi++) {
-                        const int T = ts[ti], B = bs[bi];
-                        fprintf(stderr, "rnnd %s H=%d X=%d T=%d B=%d\n", rnn_cell_name(cells[ci]), H, X, T, B);
-                        double tr = run(cells[ci], H, X, T, B, 1, reps, min_time);
-                        double in = run(cells[ci], H, X, T, B, 0, reps, min_time);
-                        printf("RESULT impl=rnnd cell=%s H=%d X=%d T=%d B=%d train_seq_s=%.1f infer_seq_s=%.1f\n",
-                               rnn_cell_name(cells[ci]), H, X, T, B, tr, in);
-                        fflush(stdout);
-                    }
-                }
-            }
-        }
+    FILE *f = fopen(configs, "r");
+    if (!f) {
+        fprintf(stderr, "bench_engine: cannot open %s\n", configs);
+        return 1;
     }
+    char line[256], cell[16];
+    int H, X, T, B, N;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "%15s %d %d %d %d %d", cell, &H, &X, &T, &B, &N) == 6 && cell[0] != '#') {
+            fprintf(stderr, "rnnd %s H=%d X=%d T=%d B=%d N=%d threads=%d\n", cell, H, X, T, B, N,
+                    threads);
+            run(cell, H, X, T, B, N, threads, reps, min_time);
+        }
+    fclose(f);
     return 0;
 }

@@ -340,9 +340,6 @@ int rnn_train(rnn_model *m, const rnn_dataset *d, const rnn_train_cfg *cfg,
 double rnn_evaluate(const rnn_model *m, const rnn_dataset *d, const int *idx, int n,
                     int batch);
 
-/* Sets the BLAS thread count (OpenBLAS); rnnd uses 1 per worker. */
-void rnn_blas_threads(int n);
-
 /* The cores this process may run on (its CPU affinity), at least 1. */
 int rnn_cpu_count(void);
 

@@ -170,7 +170,6 @@ int cmd_train(int argc, char **argv)
     job.train.progress = on_progress;
     job.train.threads = threads;
     job.train.progress_ud = &pr;
-    rnn_blas_threads(1);
     signal(SIGINT, on_sigint);
     signal(SIGTERM, on_sigint);
     int tr = rnn_train(&m, &d, &job.train, &res, &err);

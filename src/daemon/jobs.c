@@ -192,7 +192,6 @@ static void run_job(job_pool *pool, train_job *j)
 static void *worker(void *arg)
 {
     job_pool *p = arg;
-    rnn_blas_threads(1);
     /* training runs below the HTTP threads; the threads a job starts inherit
      * this (Linux keeps the nice value per thread) */
     if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), p->cfg->train_nice))

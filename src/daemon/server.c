@@ -718,7 +718,6 @@ int rnnd_serve_main(const rnnd_config *cfg)
     memset(&S, 0, sizeof S);
     S.cfg = *cfg;
     rnnd_log_level = cfg->log_level;
-    rnn_blas_threads(1);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_term;

@@ -151,24 +151,34 @@ RNN_VECTOR_KERNEL static void gru_backward(float *restrict da, float *restrict d
 
 /* ------------------------------------------------------------------ one step */
 
+/* out (B, G*H) = h_{t-1} W_hh^T + beta out */
+static void recurrent_product(const cell_step *s, const rnn_layer_params *p, int B, int GH, int H,
+                              float beta, float *out)
+{
+    if (s->whh_t)
+        rnn_gemm('N', 'N', B, GH, H, s->hprev, H, s->whh_t, s->ldw, beta, out, GH);
+    else
+        rnn_gemm_nt(B, GH, H, s->hprev, p->w_hh, beta, out);
+}
+
 void cell_forward(const rnn_config *c, const rnn_layer_params *p, const cell_step *s, int first,
                   int B)
 {
     const int H = c->hidden, GH = rnn_gates(c->cell) * H;
     switch (c->cell) {
     case RNN_CELL_RNN:
-        if (!first) rnn_gemm_nt(B, GH, H, s->hprev, p->w_hh, 1.0f, s->a);
+        if (!first) recurrent_product(s, p, B, GH, H, 1.0f, s->a);
         rnn_forward_act(s->h, s->a, B * H, c->act);
         break;
     case RNN_CELL_LSTM:
-        if (!first) rnn_gemm_nt(B, GH, H, s->hprev, p->w_hh, 1.0f, s->a);
+        if (!first) recurrent_product(s, p, B, GH, H, 1.0f, s->a);
         lstm_forward(s->h, s->c, s->tc, s->a, s->cprev, B, H);
         break;
     case RNN_CELL_GRU:
         if (first)
             memset(s->hp, 0, (size_t)B * GH * sizeof(float));
         else
-            rnn_gemm_nt(B, GH, H, s->hprev, p->w_hh, 0.0f, s->hp);
+            recurrent_product(s, p, B, GH, H, 0.0f, s->hp);
         gru_forward(s->h, s->hn, s->a, s->hp, p->b_hh, s->hprev, B, H);
         break;
     }

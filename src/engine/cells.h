@@ -24,6 +24,9 @@ typedef struct cell_step {
     float *tc;              /* (B, H) LSTM out: tanh(c_t) */
     float *hn;              /* (B, H) GRU out: W_hn h_{t-1} + b_hn */
     float *hp;              /* (B, G*H) GRU scratch: h_{t-1} W_hh^T */
+    const float *whh_t;     /* (H, ldw) W_hh^T, the faster operand (gemm.c); NULL: the
+                             * product reads W_hh itself */
+    int ldw;
 } cell_step;
 
 /* One step of layer p: the recurrent product (skipped when `first`, h_{-1}
@@ -41,11 +44,20 @@ void cell_backward(float *da, float *dah, float *dhprev, float *dc,
                    const float *dh, const cell_step *s,
                    const rnn_config *c, const rnn_layer_params *p, int carry, int B);
 
+/* ------------------------------------------------------------------ products (gemm.c) */
+
+/* c (M, N) = op(a) op(b) + beta c, row-major, op = transpose for 'T'. */
+void rnn_gemm(char ta, char tb, int M, int N, int K, const float *a, int lda, const float *b,
+              int ldb, float beta, float *c, int ldc);
+/* The leading dimension to store rows of n floats with for rnn_gemm. */
+int rnn_gemm_ld(int n);
 /* y (M, N) = a (M, K) w(N, K)^T + beta y: the shape of every projection. */
 void rnn_gemm_nt(int M, int N, int K, const float *a, const float *w, float beta, float *y);
 /* y (M, N) = a (M, K) w (K, N) + beta y. */
 void rnn_gemm_nn(int M, int N, int K, const float *a, const float *w, float beta, float *y);
 /* dw (N, K) += d (M, N)^T a (M, K): a weight gradient summed over M rows. */
 void rnn_gemm_tn_acc(int M, int N, int K, const float *d, const float *a, float *dw);
+/* t (cols, rows) = a^T (a is (rows, cols)), or t += a^T with acc. */
+void rnn_transpose(int rows, int cols, const float *a, int lda, int acc, float *t, int ldt);
 
 #endif

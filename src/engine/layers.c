@@ -53,6 +53,10 @@ struct rnn_ws {
     float *dgh;                 /* (T, B, G*H) GRU: the recurrent side */
     float *dc;                  /* (B, H) LSTM cell gradient carried back */
     float *hp;                  /* (B, G*H) GRU step scratch */
+    int ldw;                    /* row stride of the transposed weights */
+    float *wt_ih[RNN_MAX_LAYERS]; /* (X_l, ldw) W_ih^T of the last forward */
+    float *wt_hh[RNN_MAX_LAYERS]; /* (H, ldw) W_hh^T */
+    float *dwt;                 /* (max(X0, H), G*H) a weight gradient, transposed */
 };
 
 static size_t ws_width(const rnn_config *c)
@@ -122,8 +126,11 @@ static int own_alloc(rnn_ws *ws)
     const size_t T = (size_t)ws->maxT, B = (size_t)ws->maxB, H = (size_t)cfg->hidden;
     const size_t GH = (size_t)rnn_gates(cfg->cell) * H;
     int ok = 1;
+    ws->ldw = rnn_gemm_ld((int)GH);
 #define ALLOC(p, n) do { (p) = rnn_falloc(n); ok = ok && (p); } while (0)
     for (int l = 0; l < cfg->layers; l++) {
+        ALLOC(ws->wt_ih[l], (size_t)rnn_layer_in(cfg, l) * ws->ldw);
+        ALLOC(ws->wt_hh[l], H * ws->ldw);
         ALLOC(ws->gates[l], T * B * GH);
         if (cfg->cell == RNN_CELL_LSTM)
             ALLOC(ws->tc[l], T * B * H);
@@ -134,6 +141,7 @@ static int own_alloc(rnn_ws *ws)
     if (ws->train) {
         ALLOC(ws->dg, T * B * GH);
         ALLOC(ws->dc, B * H);
+        ALLOC(ws->dwt, ws_width(cfg) * GH);
         if (cfg->cell == RNN_CELL_GRU)
             ALLOC(ws->dgh, T * B * GH);
     }
@@ -154,6 +162,8 @@ void rnn_ws_free(rnn_ws *ws)
         free(ws->c[l]);
         free(ws->tc[l]);
         free(ws->hn[l]);
+        free(ws->wt_ih[l]);
+        free(ws->wt_hh[l]);
     }
     free(ws->out);
     free(ws->dout);
@@ -163,6 +173,7 @@ void rnn_ws_free(rnn_ws *ws)
     free(ws->dB);
     free(ws->dc);
     free(ws->hp);
+    free(ws->dwt);
     free(ws);
 }
 
@@ -197,20 +208,41 @@ static void token_input(const rnn_model *m, const int32_t *tok, size_t rows, flo
         x0[r * X + tok[r]] = 1.0f;
 }
 
+/* Below this input width the input projection is a loop over the inputs,
+ * run step by step while the step's gates are in cache; from it on, one GEMM
+ * over all steps. */
+#define PROJ_GEMM_MIN_X 16
+
 /* a (rows, G*H) = x W_ih^T + b_ih (+ b_hh except GRU, whose b_hn sits inside
- * the reset product): the input side of every step at once. */
+ * the reset product): the input side of steps. wt, if not NULL, is W_ih^T
+ * (X, ldw), the faster operand. */
 static void input_projection(const rnn_config *c, const rnn_layer_params *p, int l,
-                             const float *x, int rows, float *a)
+                             const float *wt, int ldw, const float *x, int rows, float *a)
 {
-    const int GH = rnn_gates(c->cell) * c->hidden;
+    const int GH = rnn_gates(c->cell) * c->hidden, X = rnn_layer_in(c, l);
+    const float *b_hh = c->cell == RNN_CELL_GRU ? NULL : p->b_hh;
+    if (wt && X < PROJ_GEMM_MIN_X) {
+        /* a_r = b + sum_k x_rk W_ih^T_k, one pass over the row per input */
+        for (int r = 0; r < rows; r++) {
+            float *restrict row = a + (size_t)r * GH;
+            const float *xr = x + (size_t)r * X;
+            for (int j = 0; j < GH; j++)
+                row[j] = p->b_ih[j] + (b_hh ? b_hh[j] : 0.0f) + xr[0] * wt[j];
+            for (int k = 1; k < X; k++) {
+                const float *restrict w = wt + (size_t)k * ldw;
+                for (int j = 0; j < GH; j++) row[j] += xr[k] * w[j];
+            }
+        }
+        return;
+    }
     for (int r = 0; r < rows; r++) {
         float *row = a + (size_t)r * GH;
-        if (c->cell == RNN_CELL_GRU)
-            memcpy(row, p->b_ih, (size_t)GH * sizeof(float));
-        else
-            for (int j = 0; j < GH; j++) row[j] = p->b_ih[j] + p->b_hh[j];
+        for (int j = 0; j < GH; j++) row[j] = p->b_ih[j] + (b_hh ? b_hh[j] : 0.0f);
     }
-    rnn_gemm_nt(rows, GH, rnn_layer_in(c, l), x, p->w_ih, 1.0f, a);
+    if (wt)
+        rnn_gemm('N', 'N', rows, GH, X, x, X, wt, ldw, 1.0f, a, GH);
+    else
+        rnn_gemm_nt(rows, GH, X, x, p->w_ih, 1.0f, a);
 }
 
 /* ------------------------------------------------------------------ own kernel */
@@ -229,16 +261,37 @@ static cell_step own_step(rnn_ws *ws, int l, int t)
         .tc = ws->tc[l] ? ws->tc[l] + t * BH : NULL,
         .hn = ws->hn[l] ? ws->hn[l] + t * BH : NULL,
         .hp = ws->hp,
+        .whh_t = ws->B > 1 ? ws->wt_hh[l] : NULL,
+        .ldw = ws->ldw,
     };
     return s;
 }
 
 static void own_layer_forward(const rnn_model *m, rnn_ws *ws, int l, const float *xin)
 {
-    input_projection(&m->cfg, &m->layer[l], l, xin, ws->T * ws->B, ws->gates[l]);
+    const rnn_config *c = &m->cfg;
+    const rnn_layer_params *p = &m->layer[l];
+    const int H = c->hidden, GH = rnn_gates(c->cell) * H, X = rnn_layer_in(c, l), B = ws->B;
+    /* The weights as the products read them fastest (gemm.c), but for a
+     * single row, whose product is as fast either way; a narrow W_ih always,
+     * the projection's loop reads it so and it costs next to nothing. */
+    const int narrow = X < PROJ_GEMM_MIN_X;
+    const float *wt = NULL;
+    if (B > 1 || narrow) {
+        rnn_transpose(GH, X, p->w_ih, X, 0, ws->wt_ih[l], ws->ldw);
+        wt = ws->wt_ih[l];
+    }
+    if (B > 1)
+        rnn_transpose(GH, H, p->w_hh, H, 0, ws->wt_hh[l], ws->ldw);
+    /* narrow inputs step by step, so each step's gates are made and used
+     * while in cache; wide ones as one GEMM over all steps */
+    if (!narrow)
+        input_projection(c, p, l, wt, ws->ldw, xin, ws->T * B, ws->gates[l]);
     for (int t = 0; t < ws->T; t++) {
         cell_step s = own_step(ws, l, t);
-        cell_forward(&m->cfg, &m->layer[l], &s, t == 0, ws->B);
+        if (narrow)
+            input_projection(c, p, l, wt, ws->ldw, xin + (size_t)t * B * X, B, s.a);
+        cell_forward(c, p, &s, t == 0, B);
     }
 }
 
@@ -263,9 +316,15 @@ static void own_layer_backward(const rnn_model *m, rnn_ws *ws, int l, const floa
     }
     const float *dgh = c->cell == RNN_CELL_GRU ? ws->dgh : ws->dg;
     const int X = rnn_layer_in(c, l);
-    rnn_gemm_tn_acc(T * B, GH, X, ws->dg, xin, g->w_ih);
-    /* h_{t-1} for t >= 1: rows 1..T-1 of h (h_0 = 0 adds nothing) */
-    rnn_gemm_tn_acc((T - 1) * B, GH, H, dgh + BGH, ws->h[l] + BH, g->w_hh);
+    /* dW_ih += dg^T x and dW_hh += dgh^T h_{t-1}, computed as their
+     * transposes x^T dg, the faster product (gemm.c); h_{t-1} for t >= 1 are
+     * rows 1..T-1 of h (h_0 = 0 adds nothing) */
+    rnn_gemm('T', 'N', X, GH, T * B, xin, X, ws->dg, GH, 0.0f, ws->dwt, GH);
+    rnn_transpose(X, GH, ws->dwt, GH, 1, g->w_ih, X);
+    if (T > 1) {
+        rnn_gemm('T', 'N', H, GH, (T - 1) * B, ws->h[l] + BH, H, dgh + BGH, GH, 0.0f, ws->dwt, GH);
+        rnn_transpose(H, GH, ws->dwt, GH, 1, g->w_hh, H);
+    }
     colsum_acc(T * B, GH, ws->dg, g->b_ih);
     colsum_acc(T * B, GH, dgh, g->b_hh);
     if (dx)
@@ -477,7 +536,7 @@ void rnn_step(const rnn_model *m, rnn_state *s, const float *x, const int32_t *t
     }
     for (int l = 0; l < c->layers; l++) {
         float *h = s->h + l * BH, *cs = s->c + l * BH;
-        input_projection(c, &m->layer[l], l, xin, B, g);
+        input_projection(c, &m->layer[l], l, NULL, 0, xin, B, g);
         /* the state is updated in place; LSTM's tanh(c) goes to hp, unused */
         const cell_step st = {.a = g, .hprev = h, .h = h, .cprev = cs, .c = cs,
                               .tc = hp, .hn = x0, .hp = hp};

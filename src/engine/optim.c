@@ -3,7 +3,6 @@
  * rounding; gradient clipping by global L2 norm. */
 #include "internal.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,9 +104,4 @@ double rnn_clip_grad(float *g, size_t n, double max_norm)
             g[i] *= fc;
     }
     return norm;
-}
-
-void rnn_blas_threads(int n)
-{
-    openblas_set_num_threads(n);
 }
