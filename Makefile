@@ -1,7 +1,8 @@
 # rnnd — build, test, run. `make help` lists the targets.
 #   make SANITIZER=address|undefined|thread test   runs the same suite instrumented
 SANITIZER ?=
-BUILD     ?= build$(if $(SANITIZER),-$(SANITIZER))
+ISA       ?=
+BUILD     ?= build$(if $(SANITIZER),-$(SANITIZER))$(if $(ISA),-$(ISA))
 CC        ?= cc
 PREFIX    ?= /usr/local
 BINDIR    ?= $(PREFIX)/bin
@@ -27,7 +28,7 @@ OPT       ?= -O3
 
 CFLAGS   ?= $(OPT) -g -fno-math-errno
 WARN     := -std=c11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
-CPPFLAGS := -D_DEFAULT_SOURCE -D_GNU_SOURCE -Iinclude -Isrc/engine
+CPPFLAGS := -D_DEFAULT_SOURCE -D_GNU_SOURCE -Iinclude -Isrc/engine $(if $(ISA),-DRNN_ISA_$(shell echo $(ISA) | tr a-z A-Z))
 ALL_CFLAGS = $(WARN) $(CFLAGS) $(SANFLAGS) $(CPPFLAGS) $(PKG_CFLAGS)
 LDLIBS    = $(PKG_LIBS) -ldnnl -lgomp -lm -lpthread
 
@@ -58,7 +59,7 @@ help:
 	@echo "make run        build, make the demo models in models/, serve on 127.0.0.1:8080"
 	@echo "make test       install missing packages, build, run every test"
 	@echo "make install    PREFIX=/usr/local DESTDIR=: binary, /etc/rnnd/rnnd.conf, systemd unit, demo models"
-	@echo "make bench      engine benchmark vs PyTorch (not a test)"
+	@echo "make bench      engine vs PyTorch and bare oneDNN, HTTP vs Flask (not a test)"
 	@echo "make SANITIZER=address|undefined|thread test"
 	@echo "make clean"
 
@@ -127,20 +128,23 @@ $(BUILD)/tests/unit/%.o: tests/unit/%.c
 $(UNIT_BIN): $(UNIT_OBJ) $(LIBRNN)
 	$(CC) $(ALL_CFLAGS) -o $@ $(UNIT_OBJ) $(LIBRNN) $(CHECK_LIBS) $(LDLIBS)
 
-# The PyTorch references and gradient checks once more on the oneDNN kernel,
-# also limited to AVX2 (a CPU without AVX-512).
+# The PyTorch references and gradient checks once more on the oneDNN kernel;
+# then the references as on a CPU without AVX-512: the own kernel built for
+# AVX2 only (ISA=avx2) and the oneDNN kernel, each with oneDNN capped at AVX2.
 unit: $(UNIT_BIN) $(RNND)
-	OPENBLAS_NUM_THREADS=1 RNND_BIN=$(RNND) $(UNIT_BIN)
-	RNN_KERNEL=onednn CK_RUN_SUITE=pytorch_ref OPENBLAS_NUM_THREADS=1 $(UNIT_BIN)
-	RNN_KERNEL=onednn CK_RUN_SUITE=gradcheck OPENBLAS_NUM_THREADS=1 $(UNIT_BIN)
-	RNN_KERNEL=onednn ONEDNN_MAX_CPU_ISA=AVX2 CK_RUN_SUITE=pytorch_ref OPENBLAS_NUM_THREADS=1 $(UNIT_BIN)
+	RNND_BIN=$(RNND) $(UNIT_BIN)
+	RNN_KERNEL=onednn CK_RUN_SUITE=pytorch_ref $(UNIT_BIN)
+	RNN_KERNEL=onednn CK_RUN_SUITE=gradcheck $(UNIT_BIN)
+	@$(MAKE) --no-print-directory ISA=avx2 BUILD=$(BUILD)-avx2 $(BUILD)-avx2/test_unit
+	ONEDNN_MAX_CPU_ISA=AVX2 CK_RUN_SUITE=pytorch_ref $(BUILD)-avx2/test_unit
+	RNN_KERNEL=onednn ONEDNN_MAX_CPU_ISA=AVX2 CK_RUN_SUITE=pytorch_ref $(BUILD)-avx2/test_unit
 
 $(INTEG_BIN): $(INTEG_SRC) $(wildcard tests/integration/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -o $@ $(INTEG_SRC) $(CHECK_LIBS) $(shell pkg-config --libs libcurl libcjson 2>/dev/null) -lpthread -lm
 
 integration: $(INTEG_BIN) $(RNND) demo
-	OPENBLAS_NUM_THREADS=1 RNND_BIN=$(RNND) RNND_DEMO_MODELS=$(DEMO_DIR) RNND_BUILD=$(BUILD) $(INTEG_BIN)
+	RNND_BIN=$(RNND) RNND_DEMO_MODELS=$(DEMO_DIR) RNND_BUILD=$(BUILD) $(INTEG_BIN)
 
 # The systemd unit (systemd-analyze verify and security, where it exists), the
 # Docker image's runtime libraries, checked on a staged `make install`; and
@@ -162,11 +166,12 @@ $(BENCH_DNNL): bench/bench_dnnl.c
 
 bench: deps
 	@sh scripts/deps.sh bench
-	@$(MAKE) --no-print-directory $(BENCH_BIN) $(RNND)
-	OPENBLAS_NUM_THREADS=1 sh bench/run.sh $(BENCH_BIN) $(BENCH_ARGS)
+	@$(MAKE) --no-print-directory $(BENCH_BIN) $(BENCH_DNNL) $(RNND)
+	@mkdir -p build/bench
+	python3 bench/run.py $(BENCH_BIN) $(BENCH_DNNL) $(RNND) $(BENCH_ARGS) | tee build/bench/engine.md
 	sh bench/bench_http.sh $(RNND)
 
 clean:
-	rm -rf build build-address build-undefined build-thread
+	rm -rf build build-*
 
 -include $(ENGINE_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

@@ -4,11 +4,15 @@
  * times
  *   - train_ms: one epoch of rnn_train, the training loop `rnnd train` runs
  *     (gather, forward, head, MSE, backward, Adam, shuffling), on N random
- *     sequences in batches of B, with --threads threads;
+ *     sequences in batches of B, with --threads threads: the median epoch of
+ *     a run of 2 + reps epochs, the first two left out (they allocate and
+ *     first touch the workspaces, which a job does once);
  *   - infer_seq_s / infer1_seq_s: rnn_forward on an inference workspace for a
- *     batch of B and for one sequence, in sequences per second.
- * Each figure is the median of --reps timed blocks of at least --min-time
- * seconds after two warm-up runs. The whole-process time of `rnnd train` is
+ *     batch of B and for one sequence, in sequences per second;
+ *   - step_seq_s: one sequence step by step through rnn_step, as the daemon
+ *     answers a /predict, in sequences per second.
+ * The inference figures are the median of --reps timed blocks of at least
+ * --min-time seconds after two warm-up runs. The whole-process time of `rnnd train` is
  * measured by bench/run.sh around the binary itself.
  */
 #include "internal.h"
@@ -31,58 +35,76 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-typedef struct bench {
-    rnn_model m;
-    rnn_dataset d;
-    rnn_train_cfg tc;
-    rnn_ws *ws;
-    rnn_batch b;
-    int what;               /* 0: an epoch of training; else inference */
-} bench;
-
-static void once(bench *k)
+static double median(double *t, int n)
 {
-    if (k->what == 0) {
-        rnn_train_result r;
-        rnn_err err;
-        if (rnn_train(&k->m, &k->d, &k->tc, &r, &err) < 0) {
-            fprintf(stderr, "bench_engine: %s\n", err.msg);
-            exit(1);
-        }
-        rnn_train_result_free(&r);
-    } else {
-        rnn_forward(&k->m, k->ws, &k->b);
-    }
+    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    return t[n / 2];
 }
 
-/* Median seconds per call of once(). */
-static double median_seconds(bench *k, int reps, double min_time)
+/* Seconds per inference pass: the median of reps blocks. */
+static double infer_seconds(const rnn_model *m, rnn_ws *ws, const rnn_batch *b, int reps,
+                            double min_time)
 {
-    double *t = malloc((size_t)reps * sizeof *t);
-    if (!t)
-        exit(1);
+    double t[64];
+    reps = reps < 64 ? reps : 64;
     for (int i = 0; i < 2; i++)
-        once(k);
+        rnn_forward(m, ws, b);
     for (int r = 0; r < reps; r++) {
         long n = 0;
         double t0 = now(), el;
         do {
-            once(k);
+            rnn_forward(m, ws, b);
             n++;
             el = now() - t0;
         } while (el < min_time);
         t[r] = el / (double)n;
     }
-    qsort(t, (size_t)reps, sizeof *t, cmp_double);
-    double med = t[reps / 2];
-    free(t);
-    return med;
+    return median(t, reps);
+}
+
+/* Seconds per sequence stepped through rnn_step: the median of reps blocks. */
+static double step_seconds(const rnn_model *m, const float *x, int T, int reps, double min_time)
+{
+    double t[64];
+    reps = reps < 64 ? reps : 64;
+    rnn_state st;
+    float out[1];
+    if (rnn_state_init(&st, &m->cfg, 1))
+        exit(1);
+    for (int r = -2; r < reps; r++) {
+        long n = 0;
+        double t0 = now(), el;
+        do {
+            rnn_state_reset(&st, &m->cfg);
+            for (int s = 0; s < T; s++)
+                rnn_step(m, &st, x + (size_t)s * m->cfg.input_size, NULL, out);
+            n++;
+            el = now() - t0;
+        } while (el < min_time);
+        if (r >= 0)
+            t[r] = el / (double)n;
+    }
+    rnn_state_free(&st);
+    return median(t, reps);
+}
+
+/* The length of every epoch, from the trainer's progress callback. */
+typedef struct epochs { double last, t[66]; int n; } epochs;
+
+static int on_progress(void *ud, const rnn_progress *p)
+{
+    epochs *e = ud;
+    if (p->epoch_end && e->n < 66) {
+        e->t[e->n++] = p->elapsed - e->last;
+        e->last = p->elapsed;
+    }
+    return 0;
 }
 
 static void run(const char *cell, int H, int X, int T, int B, int N, int threads, int reps,
-                double min_time)
+                double min_time, int train_too)
 {
-    bench k;
+    struct { rnn_model m; rnn_dataset d; } k;
     memset(&k, 0, sizeof k);
     rnn_config cfg = {RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, RNN_CELL_RNN, RNN_ACT_TANH,
                       X, H, 1, 1, 0, 0};
@@ -103,12 +125,21 @@ static void run(const char *cell, int H, int X, int T, int B, int N, int threads
     }
     for (size_t i = 0; i < (size_t)N * T * X; i++)
         k.d.x[i] = (float)rnn_rng_normal(&rng);
-    k.tc = (rnn_train_cfg){.epochs = 1, .batch = B, .shuffle = 1, .seed = 1, .threads = threads};
-    rnn_optim_defaults(&k.tc.optim, RNN_OPT_ADAM);
-
-    k.what = 0;
-    const double train = median_seconds(&k, reps, min_time);
-    double seq_s[2];
+    reps = reps < 64 ? reps : 64;
+    epochs ep = {0};
+    rnn_train_cfg tc = {.epochs = 2 + reps, .batch = B, .shuffle = 1, .seed = 1,
+                        .threads = threads, .progress = on_progress, .progress_ud = &ep};
+    rnn_optim_defaults(&tc.optim, RNN_OPT_ADAM);
+    rnn_train_result res;
+    if (!train_too)
+        tc.epochs = 0;
+    if (rnn_train(&k.m, &k.d, &tc, &res, &err) < 0) {
+        fprintf(stderr, "bench_engine: %s\n", err.msg);
+        exit(1);
+    }
+    rnn_train_result_free(&res);
+    const double train = train_too ? median(ep.t + 2, ep.n - 2) : 0;
+    double seq_s[2], step_s = 0;
     const int batch[2] = {B, 1};
     for (int i = 0; i < 2; i++) {
         /* the first batch[i] sequences, time-major */
@@ -117,16 +148,17 @@ static void run(const char *cell, int H, int X, int T, int B, int N, int threads
             for (int b = 0; b < batch[i]; b++)
                 memcpy(x + ((size_t)t * batch[i] + b) * X, k.d.x + ((size_t)b * T + t) * X,
                        (size_t)X * sizeof *x);
-        k.ws = rnn_ws_new_inference(&cfg, T, batch[i]);
-        k.b = (rnn_batch){.T = T, .B = batch[i], .x = x};
-        k.what = 1;
-        seq_s[i] = batch[i] / median_seconds(&k, reps, min_time);
-        rnn_ws_free(k.ws);
+        rnn_ws *ws = rnn_ws_new_inference(&cfg, T, batch[i]);
+        const rnn_batch b = {.T = T, .B = batch[i], .x = x};
+        seq_s[i] = batch[i] / infer_seconds(&k.m, ws, &b, reps, min_time);
+        rnn_ws_free(ws);
+        if (batch[i] == 1)
+            step_s = 1.0 / step_seconds(&k.m, x, T, reps, min_time);
         free(x);
     }
     printf("RESULT impl=rnnd cell=%s H=%d X=%d T=%d B=%d N=%d threads=%d train_ms=%.1f "
-           "infer_seq_s=%.1f infer1_seq_s=%.1f\n",
-           cell, H, X, T, B, N, threads, train * 1e3, seq_s[0], seq_s[1]);
+           "infer_seq_s=%.1f infer1_seq_s=%.1f step_seq_s=%.1f\n",
+           cell, H, X, T, B, N, threads, train * 1e3, seq_s[0], seq_s[1], step_s);
     fflush(stdout);
     rnn_dataset_free(&k.d);
     rnn_model_free(&k.m);
@@ -134,7 +166,7 @@ static void run(const char *cell, int H, int X, int T, int B, int N, int threads
 
 int main(int argc, char **argv)
 {
-    int reps = 5, threads = 1;
+    int reps = 5, threads = 1, train_too = 1;
     double min_time = 0.2;
     const char *configs = "bench/configs.txt";
     for (int i = 1; i < argc; i++) {
@@ -142,8 +174,10 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--min-time") && i + 1 < argc) min_time = atof(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--configs") && i + 1 < argc) configs = argv[++i];
+        else if (!strcmp(argv[i], "--inference-only")) train_too = 0;
         else {
-            fprintf(stderr, "usage: %s [--reps N] [--min-time S] [--threads N] [--configs FILE]\n",
+            fprintf(stderr, "usage: %s [--reps N] [--min-time S] [--threads N] [--configs FILE] "
+                    "[--inference-only]\n",
                     argv[0]);
             return 2;
         }
@@ -160,7 +194,7 @@ int main(int argc, char **argv)
         if (sscanf(line, "%15s %d %d %d %d %d", cell, &H, &X, &T, &B, &N) == 6 && cell[0] != '#') {
             fprintf(stderr, "rnnd %s H=%d X=%d T=%d B=%d N=%d threads=%d\n", cell, H, X, T, B, N,
                     threads);
-            run(cell, H, X, T, B, N, threads, reps, min_time);
+            run(cell, H, X, T, B, N, threads, reps, min_time, train_too);
         }
     fclose(f);
     return 0;

@@ -183,12 +183,18 @@ void rnn_backward(const rnn_model *m, rnn_ws *ws, const rnn_batch *b, int bptt,
 
 /* ------------------------------------------------------------------ stepping (inference) */
 
-/* Recurrent state for step-by-step inference: generation and forecasting. */
+/* Recurrent state for step-by-step inference: generation and forecasting.
+ * rnn_step multiplies by a transposed copy of the model's weights, made at
+ * its first step with that model after rnn_state_init: after changing a
+ * model's weights in place, make the state anew. rnn_state_reset keeps the
+ * copy, so one state serves many sequences of one model. */
 typedef struct rnn_state {
     int B;
     float *h;               /* (L, B, H) */
     float *c;               /* (L, B, H), LSTM only */
     float *scratch;         /* internal */
+    float *wt;              /* internal: the weights, transposed */
+    const rnn_model *wt_of; /* internal: the model wt was made from */
 } rnn_state;
 
 int rnn_state_init(rnn_state *s, const rnn_config *cfg, int B);

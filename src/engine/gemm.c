@@ -17,6 +17,8 @@
  */
 #include "cells.h"
 
+#include "act.h"
+
 #include <dnnl.h>
 #include <omp.h>
 
@@ -29,11 +31,35 @@ static void one_thread(void)
     }
 }
 
+/* Below this many multiply-adds a single row times a matrix (B = 1
+ * stepping) is a loop of our own: dnnl_sgemm's fixed cost per call, about
+ * 0.3 us, is more than such a product takes. */
+#define SMALL_GEMV 16384
+
+/* y (N) = a (K) b (K, N) + beta y: one axpy per row of b, vectorised. */
+RNN_VECTOR_KERNEL static void gemv_nn(int N, int K, const float *restrict a,
+                                      const float *restrict b, int ldb, float beta,
+                                      float *restrict y)
+{
+    for (int n = 0; n < N; n++)
+        y[n] = beta == 0.0f ? 0.0f : beta * y[n];
+    for (int k = 0; k < K; k++) {
+        const float ak = a[k];
+        const float *restrict r = b + (size_t)k * ldb;
+        for (int n = 0; n < N; n++)
+            y[n] += ak * r[n];
+    }
+}
+
 void rnn_gemm(char ta, char tb, int M, int N, int K, const float *a, int lda, const float *b,
               int ldb, float beta, float *c, int ldc)
 {
     if (M <= 0 || N <= 0)
         return;
+    if (M == 1 && ta == 'N' && tb == 'N' && (long)N * K <= SMALL_GEMV) {
+        gemv_nn(N, K, a, b, ldb, beta, c);
+        return;
+    }
     one_thread();
     dnnl_sgemm(ta, tb, M, N, K, 1.0f, a, lda, b, ldb, beta, c, ldc);
 }

@@ -261,7 +261,7 @@ static cell_step own_step(rnn_ws *ws, int l, int t)
         .tc = ws->tc[l] ? ws->tc[l] + t * BH : NULL,
         .hn = ws->hn[l] ? ws->hn[l] + t * BH : NULL,
         .hp = ws->hp,
-        .whh_t = ws->B > 1 ? ws->wt_hh[l] : NULL,
+        .whh_t = ws->wt_hh[l],
         .ldw = ws->ldw,
     };
     return s;
@@ -272,17 +272,11 @@ static void own_layer_forward(const rnn_model *m, rnn_ws *ws, int l, const float
     const rnn_config *c = &m->cfg;
     const rnn_layer_params *p = &m->layer[l];
     const int H = c->hidden, GH = rnn_gates(c->cell) * H, X = rnn_layer_in(c, l), B = ws->B;
-    /* The weights as the products read them fastest (gemm.c), but for a
-     * single row, whose product is as fast either way; a narrow W_ih always,
-     * the projection's loop reads it so and it costs next to nothing. */
+    /* the weights as the products read them fastest (gemm.c) */
     const int narrow = X < PROJ_GEMM_MIN_X;
-    const float *wt = NULL;
-    if (B > 1 || narrow) {
-        rnn_transpose(GH, X, p->w_ih, X, 0, ws->wt_ih[l], ws->ldw);
-        wt = ws->wt_ih[l];
-    }
-    if (B > 1)
-        rnn_transpose(GH, H, p->w_hh, H, 0, ws->wt_hh[l], ws->ldw);
+    const float *wt = ws->wt_ih[l];
+    rnn_transpose(GH, X, p->w_ih, X, 0, ws->wt_ih[l], ws->ldw);
+    rnn_transpose(GH, H, p->w_hh, H, 0, ws->wt_hh[l], ws->ldw);
     /* narrow inputs step by step, so each step's gates are made and used
      * while in cache; wide ones as one GEMM over all steps */
     if (!narrow)
@@ -490,6 +484,16 @@ void rnn_backward(const rnn_model *m, rnn_ws *ws, const rnn_batch *b, int bptt,
 
 /* ------------------------------------------------------------------ stepping */
 
+/* Floats of the transposed weights rnn_step keeps: W_ih^T and W_hh^T of
+ * every layer, (X_l + H, ldw) each, then head^T (H, O). */
+static size_t state_wt_size(const rnn_config *c)
+{
+    size_t n = (size_t)c->hidden * c->output_size;
+    for (int l = 0; l < c->layers; l++)
+        n += (size_t)(rnn_layer_in(c, l) + c->hidden) * rnn_gemm_ld(rnn_gates(c->cell) * c->hidden);
+    return n;
+}
+
 int rnn_state_init(rnn_state *s, const rnn_config *cfg, int B)
 {
     memset(s, 0, sizeof *s);
@@ -499,7 +503,8 @@ int rnn_state_init(rnn_state *s, const rnn_config *cfg, int B)
     s->h = rnn_falloc(n);
     s->c = rnn_falloc(n);
     s->scratch = rnn_falloc((size_t)B * (2 * GH + ws_width(cfg)));
-    if (!s->h || !s->c || !s->scratch) {
+    s->wt = rnn_falloc(state_wt_size(cfg));
+    if (!s->h || !s->c || !s->scratch || !s->wt) {
         rnn_state_free(s);
         return -1;
     }
@@ -518,14 +523,32 @@ void rnn_state_free(rnn_state *s)
     free(s->h);
     free(s->c);
     free(s->scratch);
+    free(s->wt);
     memset(s, 0, sizeof *s);
 }
 
 void rnn_step(const rnn_model *m, rnn_state *s, const float *x, const int32_t *tok, float *out)
 {
     const rnn_config *c = &m->cfg;
-    const int B = s->B, H = c->hidden, GH = rnn_gates(c->cell) * H;
+    const int B = s->B, H = c->hidden, GH = rnn_gates(c->cell) * H, O = c->output_size;
+    const int ldw = rnn_gemm_ld(GH);
     const size_t BH = (size_t)B * H;
+    /* s->wt: per layer W_ih^T (X_l, ldw) then W_hh^T (H, ldw); then head^T (H, O) */
+    float *wih[RNN_MAX_LAYERS], *whh[RNN_MAX_LAYERS], *wt = s->wt;
+    for (int l = 0; l < c->layers; l++) {
+        wih[l] = wt;
+        whh[l] = wt + (size_t)rnn_layer_in(c, l) * ldw;
+        wt = whh[l] + (size_t)H * ldw;
+    }
+    if (s->wt_of != m) {
+        for (int l = 0; l < c->layers; l++) {
+            const int X = rnn_layer_in(c, l);
+            rnn_transpose(GH, X, m->layer[l].w_ih, X, 0, wih[l], ldw);
+            rnn_transpose(GH, H, m->layer[l].w_hh, H, 0, whh[l], ldw);
+        }
+        rnn_transpose(O, H, m->head_w, H, 0, wt, O);
+        s->wt_of = m;
+    }
     /* scratch: gates (B, G*H) | hp (B, G*H) | x0 (B, X0), which after layer
      * 0's input projection holds GRU's hn */
     float *g = s->scratch, *hp = g + (size_t)B * GH, *x0 = hp + (size_t)B * GH;
@@ -536,16 +559,16 @@ void rnn_step(const rnn_model *m, rnn_state *s, const float *x, const int32_t *t
     }
     for (int l = 0; l < c->layers; l++) {
         float *h = s->h + l * BH, *cs = s->c + l * BH;
-        input_projection(c, &m->layer[l], l, NULL, 0, xin, B, g);
+        input_projection(c, &m->layer[l], l, wih[l], ldw, xin, B, g);
         /* the state is updated in place; LSTM's tanh(c) goes to hp, unused */
         const cell_step st = {.a = g, .hprev = h, .h = h, .cprev = cs, .c = cs,
-                              .tc = hp, .hn = x0, .hp = hp};
+                              .tc = hp, .hn = x0, .hp = hp, .whh_t = whh[l], .ldw = ldw};
         cell_forward(c, &m->layer[l], &st, 0, B);
         xin = h;
     }
     if (out) {
         for (int b = 0; b < B; b++)
-            memcpy(out + (size_t)b * c->output_size, m->head_b, (size_t)c->output_size * sizeof(float));
-        rnn_gemm_nt(B, c->output_size, H, s->h + (size_t)(c->layers - 1) * BH, m->head_w, 1.0f, out);
+            memcpy(out + (size_t)b * O, m->head_b, (size_t)O * sizeof(float));
+        rnn_gemm('N', 'N', B, O, H, s->h + (size_t)(c->layers - 1) * BH, H, wt, O, 1.0f, out, O);
     }
 }
