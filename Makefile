@@ -26,7 +26,7 @@ SAN_thread    := -fsanitize=thread
 SANFLAGS  := $(SAN_$(SANITIZER))
 OPT       ?= -O3
 
-CFLAGS   ?= $(OPT) -g -fno-math-errno
+CFLAGS   ?= $(OPT) -g -fno-math-errno -fno-trapping-math -ffp-contract=fast
 WARN     := -std=c11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 CPPFLAGS := -D_DEFAULT_SOURCE -D_GNU_SOURCE -Iinclude -Isrc/engine $(if $(ISA),-DRNN_ISA_$(shell echo $(ISA) | tr a-z A-Z))
 ALL_CFLAGS = $(WARN) $(CFLAGS) $(SANFLAGS) $(CPPFLAGS) $(PKG_CFLAGS)

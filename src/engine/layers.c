@@ -4,14 +4,18 @@
  * step-by-step path of inference.
  *
  * Two kernels compute a layer over a sequence. The own kernel runs the cells
- * of cells.c step by step: the input projection of all T steps is one GEMM,
- * each step adds h_{t-1} W_hh^T (a GEMV when B = 1), and after the backward
- * sweep each weight gradient is one GEMM over all steps. The oneDNN kernel
- * (dnn.c) runs each layer as oneDNN RNN primitives. Measured on one core
- * (docs/benchmarks.md), the own kernel is as fast or faster on every shape
- * of the benchmark, so it is the default; RNN_KERNEL=onednn in the
- * environment selects oneDNN (a oneDNN refusal falls back to the own
- * kernel). Both are held to the same PyTorch references.
+ * of cells.c step by step: the input projection of all T steps is one GEMM
+ * (a loop, step by step, for narrow inputs), each step adds h_{t-1} W_hh^T,
+ * and after the backward sweep each weight gradient is one GEMM over all
+ * steps, all through dnnl_sgemm with the weights transposed (gemm.c). The
+ * oneDNN kernel (dnn.c) runs each layer as oneDNN RNN primitives. Which
+ * kernel runs a pass is measured, not assumed (docs/benchmarks.md, one core):
+ * the own kernel trains faster for every cell and runs B = 1 faster; oneDNN's
+ * forward_inference primitive, fusing the gate math into its GEMM, runs
+ * batched LSTM inference faster. kernel_for() is that table;
+ * RNN_KERNEL=own or RNN_KERNEL=onednn in the environment forces one kernel
+ * (a oneDNN refusal falls back to the own kernel). Both are held to the same
+ * PyTorch references.
  *
  * Token input is looked up in the embedding or, without one, written as
  * one-hot rows, so that every layer sees numeric input (T, B, X_l).
@@ -26,7 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { KERNEL_OWN, KERNEL_ONEDNN };
+enum { KERNEL_AUTO, KERNEL_OWN, KERNEL_ONEDNN };
 
 struct rnn_ws {
     rnn_config cfg;
@@ -34,7 +38,7 @@ struct rnn_ws {
     int T, B;                   /* of the last forward */
     int has_targets;
     int train;                  /* made by rnn_ws_new: backward possible */
-    int kernel;                 /* KERNEL_*: RNN_KERNEL in the environment */
+    int kernel;                 /* KERNEL_*: RNN_KERNEL in the environment, or AUTO */
     int used_dnn;               /* the last forward ran on oneDNN */
     int chunk;                  /* its chunk length on oneDNN (truncated BPTT) */
     dnn_seq *dnn;               /* NULL: own kernel only */
@@ -68,7 +72,18 @@ static size_t ws_width(const rnn_config *c)
 static int kernel_from_env(void)
 {
     const char *k = getenv("RNN_KERNEL");
-    return k && strcmp(k, "onednn") == 0 ? KERNEL_ONEDNN : KERNEL_OWN;
+    if (k && strcmp(k, "onednn") == 0)
+        return KERNEL_ONEDNN;
+    return k && strcmp(k, "own") == 0 ? KERNEL_OWN : KERNEL_AUTO;
+}
+
+/* The kernel of a pass over B sequences, as measured: oneDNN for batched
+ * LSTM inference, the own kernel for the rest. */
+static int kernel_for(const rnn_ws *ws, int B)
+{
+    if (ws->kernel != KERNEL_AUTO)
+        return ws->kernel;
+    return !ws->train && B > 1 && ws->cfg.cell == RNN_CELL_LSTM ? KERNEL_ONEDNN : KERNEL_OWN;
 }
 
 static rnn_ws *ws_new(const rnn_config *cfg, int maxT, int maxB, int train)
@@ -101,7 +116,7 @@ static rnn_ws *ws_new(const rnn_config *cfg, int maxT, int maxB, int train)
         ALLOC(ws->dB, T * B * ws_width(cfg));
     }
 #undef ALLOC
-    if (ok && ws->kernel == KERNEL_ONEDNN)
+    if (ok && kernel_for(ws, maxB) == KERNEL_ONEDNN)
         ws->dnn = dnn_seq_new(cfg, train);
     if (!ok) {
         rnn_ws_free(ws);
@@ -400,7 +415,7 @@ double rnn_forward(const rnn_model *m, rnn_ws *ws, const rnn_batch *b)
         token_input(m, b->tok, (size_t)T * B, ws->x0);
         x0 = ws->x0;
     }
-    ws->used_dnn = ws->dnn != NULL;
+    ws->used_dnn = ws->dnn != NULL && kernel_for(ws, B) == KERNEL_ONEDNN;
     if (ws->dnn)
         dnn_seq_weights_changed(ws->dnn);
     if (ws->used_dnn && layers_forward(m, ws, x0))

@@ -161,6 +161,23 @@ START_TEST(test_forward_backward)
 }
 END_TEST
 
+/* An inference workspace (whose batched LSTM passes run on oneDNN's
+ * forward_inference) gives PyTorch's outputs too. */
+START_TEST(test_inference_forward)
+{
+    fixture fx;
+    fixture_open(&fx, names[_i]);
+    rnn_ws *ws = rnn_ws_new_inference(&fx.rc.cfg, fx.rc.T, fx.rc.B);
+    ck_assert(ws);
+    const rnn_batch b = {.T = fx.b.T, .B = fx.b.B, .x = fx.b.x, .tok = fx.b.tok};
+    rnn_forward(&fx.m, ws, &b);
+    check_tensor(&fx, "output", rnn_ws_outputs(ws), ref_get(&fx.rc, "output")->n);
+    print_worst(&fx, "infer");
+    rnn_ws_free(ws);
+    fixture_close(&fx);
+}
+END_TEST
+
 /* Three optimizer steps on the same batch, clipping as the case says. */
 static void run_steps(fixture *fx, const rnn_optim_cfg *oc)
 {
@@ -271,6 +288,7 @@ Suite *ref_suite(void)
     tcase_add_test(tc, test_isa_limit_holds);
     int n = ncases > 0 ? ncases : 1;
     tcase_add_loop_test(tc, test_forward_backward, 0, n);
+    tcase_add_loop_test(tc, test_inference_forward, 0, n);
     tcase_add_loop_test(tc, test_sgd_steps, 0, n);
     tcase_add_loop_test(tc, test_adam_steps, 0, n);
     tcase_add_loop_test(tc, test_step_matches_forward, 0, n);
