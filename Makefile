@@ -136,7 +136,7 @@ unit: $(UNIT_BIN) $(RNND)
 	RNN_KERNEL=onednn CK_RUN_SUITE=pytorch_ref $(UNIT_BIN)
 	RNN_KERNEL=onednn CK_RUN_SUITE=gradcheck $(UNIT_BIN)
 	@$(MAKE) --no-print-directory ISA=avx2 BUILD=$(BUILD)-avx2 $(BUILD)-avx2/test_unit
-	ONEDNN_MAX_CPU_ISA=AVX2 CK_RUN_SUITE=pytorch_ref $(BUILD)-avx2/test_unit
+	RNN_KERNEL=own ONEDNN_MAX_CPU_ISA=AVX2 CK_RUN_SUITE=pytorch_ref $(BUILD)-avx2/test_unit
 	RNN_KERNEL=onednn ONEDNN_MAX_CPU_ISA=AVX2 CK_RUN_SUITE=pytorch_ref $(BUILD)-avx2/test_unit
 
 $(INTEG_BIN): $(INTEG_SRC) $(wildcard tests/integration/*.h)

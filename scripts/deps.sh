@@ -6,7 +6,7 @@
 # Usage: scripts/deps.sh [build|test|bench]
 set -eu
 what=${1:-test}
-pkgs="gcc make pkg-config libopenblas-dev libcjson-dev libmicrohttpd-dev libdnnl-dev"
+pkgs="gcc make pkg-config libcjson-dev libmicrohttpd-dev libdnnl-dev"
 case "$what" in
   test)  pkgs="$pkgs check libcurl4-openssl-dev curl" ;;
   bench) pkgs="$pkgs check libcurl4-openssl-dev wrk python3-torch python3-flask" ;;

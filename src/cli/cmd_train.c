@@ -92,9 +92,14 @@ int cmd_train(int argc, char **argv)
         return EXIT_USAGE;
     }
     size_t len;
-    char *text = read_file(jobf, 64u << 20, &len);
+    const size_t max_job = 64u << 20;
+    char *text = read_file(jobf, max_job, &len);
     if (!text) {
-        fprintf(stderr, "rnnd train: %s: %s\n", jobf, strerror(errno));
+        if (errno == EFBIG)
+            fprintf(stderr, "rnnd train: %s: larger than %zu MiB, the most a job file may hold\n",
+                    jobf, max_job >> 20);
+        else
+            fprintf(stderr, "rnnd train: %s: %s\n", jobf, strerror(errno));
         return EXIT_USAGE;
     }
     rnn_job job;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 int rnn_fail(rnn_err *err, const char *fmt, ...)
 {
@@ -28,7 +29,27 @@ void *rnn_xcalloc(size_t n, size_t size)
     return calloc(n, size);
 }
 
-float *rnn_falloc(size_t n) { return rnn_xcalloc(n, sizeof(float)); }
+/* Buffers from this size on (a training workspace's gates, say) are asked
+ * for in 2 MiB pages: a job then takes hundreds of page faults where it took
+ * tens of thousands, which was a quarter of a short job's time. */
+#define HUGE_BUFFER (1u << 20)
+#define HUGE_PAGE (2u << 20)
+
+float *rnn_falloc(size_t n)
+{
+    if (n > (size_t)-1 / sizeof(float) - HUGE_PAGE)
+        return NULL;
+    const size_t bytes = n * sizeof(float);
+    if (bytes < HUGE_BUFFER)
+        return rnn_xcalloc(n, sizeof(float));
+    const size_t size = (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+    float *p = aligned_alloc(HUGE_PAGE, size);
+    if (p) {
+        madvise(p, size, MADV_HUGEPAGE); /* a hint: without it, 4 KiB pages */
+        memset(p, 0, bytes);
+    }
+    return p;
+}
 
 static void add_tensor(rnn_model *m, size_t *off, const char *name, int d0, int d1)
 {

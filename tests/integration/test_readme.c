@@ -111,6 +111,37 @@ static size_t utf8_chars(const char *s)
     return n;
 }
 
+/* kB of a /proc/PID/status line such as "VmHWM:  23016 kB" */
+static long status_kb(const char *key)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f, "cannot read %s", path);
+    long kb = -1;
+    while (kb < 0 && fgets(line, sizeof line, f))
+        if (!strncmp(line, key, strlen(key)))
+            kb = atol(line + strlen(key) + 1);
+    fclose(f);
+    ck_assert_msg(kb > 0, "%s: no %s line", path, key);
+    return kb;
+}
+
+/* The daemon on the demo models, after predictions, generation and a
+ * training job, has never held more than 25 MiB (sanitizer builds hold far
+ * more by design, and are not measured). */
+static void check_footprint(void)
+{
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    printf("  SKIP footprint: a sanitizer build\n");
+#else
+    const long rss = status_kb("VmRSS"), peak = status_kb("VmHWM");
+    printf("  footprint on the demo models: RSS %.1f MiB, peak %.1f MiB (limit 25 MiB)\n",
+           rss / 1024.0, peak / 1024.0);
+    ck_assert_msg(peak < 25 * 1024, "the daemon's peak RSS is %.1f MiB, over 25 MiB", peak / 1024.0);
+#endif
+}
+
 START_TEST(test_readme_quickstart_and_endpoints)
 {
     char *cmds[MAX_CMDS];
@@ -196,6 +227,7 @@ START_TEST(test_readme_quickstart_and_endpoints)
                                   k == STATUS || k == LOSS || k == MODEL),
                       "README quickstart: %d \"%s\" commands, want 1", seen[k], kind_name[k]);
     for (int i = 0; i < n; i++) free(cmds[i]);
+    check_footprint();
 
     /* the endpoint block, against the same daemon (job 1 is done) */
     n = readme_block("<!-- endpoints", cmds, MAX_CMDS);
