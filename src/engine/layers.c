@@ -12,7 +12,7 @@
  * kernel runs a pass is measured, not assumed (docs/benchmarks.md, one core):
  * the own kernel trains faster for every cell and runs B = 1 faster; oneDNN's
  * forward_inference primitive, fusing the gate math into its GEMM, runs
- * batched LSTM inference faster. kernel_for() is that table;
+ * batched LSTM inference faster from H = 128 on. kernel_for() is that table;
  * RNN_KERNEL=own or RNN_KERNEL=onednn in the environment forces one kernel
  * (a oneDNN refusal falls back to the own kernel). Both are held to the same
  * PyTorch references.
@@ -78,12 +78,15 @@ static int kernel_from_env(void)
 }
 
 /* The kernel of a pass over B sequences, as measured: oneDNN for batched
- * LSTM inference, the own kernel for the rest. */
+ * inference of LSTMs from H = 128 on (below, the two are even, and a oneDNN
+ * primitive costs a daemon memory for nothing), the own kernel for the rest. */
 static int kernel_for(const rnn_ws *ws, int B)
 {
     if (ws->kernel != KERNEL_AUTO)
         return ws->kernel;
-    return !ws->train && B > 1 && ws->cfg.cell == RNN_CELL_LSTM ? KERNEL_ONEDNN : KERNEL_OWN;
+    return !ws->train && B > 1 && ws->cfg.cell == RNN_CELL_LSTM && ws->cfg.hidden >= 128
+               ? KERNEL_ONEDNN
+               : KERNEL_OWN;
 }
 
 static rnn_ws *ws_new(const rnn_config *cfg, int maxT, int maxB, int train)
