@@ -4,7 +4,8 @@
 For every configuration of bench/configs.txt it measures, in rounds (every
 side once per round, so the machine's noise falls on all sides alike):
   - rnnd train: the whole process (start, JSON job with the data inline,
-    dataset, training, save) of `rnnd train --threads 1`, and on 2 threads;
+    dataset, training, save) of `rnnd train --threads 1`, and on 2 threads,
+    the median of three runs each round;
   - rnnd loop: one epoch of the training loop in process (bench_engine),
     head, loss and Adam included; inference at batch B and at batch 1;
   - PyTorch: the training loop a PyTorch user writes, inference (1 thread);
@@ -130,6 +131,17 @@ def main():
 
     for r in range(1, rounds + 1):
         print("bench: round %d of %d" % (r, rounds), file=sys.stderr, flush=True)
+        # whole processes first in the round, three of each (their median),
+        # so they do not run in the wake of PyTorch's exit
+        for c in configs:
+            k = key(*c)
+            if k not in jobs:
+                continue
+            for th in (1, 2) if c in big else (1,):
+                runs = sorted(whole_process(rnnd, jobs[k], th, log) for _ in range(3))
+                wall, loop = runs[1]
+                samples.setdefault(("proc%d" % th, k, "wall_ms"), []).append(wall * 1e3)
+                samples.setdefault(("proc%d" % th, k, "loop_ms"), []).append(loop * 1e3)
         for th in (1, 2):
             cs = configs if th == 1 else big
             if not cs:
@@ -144,14 +156,6 @@ def main():
             add("torch", results(run(["/usr/bin/python3", os.path.join(HERE, "bench_torch.py"),
                                       "--reps", "3", "--min-time", "0.1", "--configs", cfgfile],
                                      log), "torch"))
-        for c in configs:
-            k = key(*c)
-            if k not in jobs:
-                continue
-            for th in (1, 2) if c in big else (1,):
-                wall, loop = whole_process(rnnd, jobs[k], th, log)
-                samples.setdefault(("proc%d" % th, k, "wall_ms"), []).append(wall * 1e3)
-                samples.setdefault(("proc%d" % th, k, "loop_ms"), []).append(loop * 1e3)
 
     def med(side, k, n):
         v = samples.get((side, k, n))
