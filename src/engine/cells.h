@@ -51,6 +51,11 @@ void rnn_gemm(char ta, char tb, int M, int N, int K, const float *a, int lda, co
               int ldb, float beta, float *c, int ldc);
 /* The leading dimension to store rows of n floats with for rnn_gemm. */
 int rnn_gemm_ld(int n);
+/* Up to this many multiply-adds, a single row times a matrix (B = 1) is a
+ * loop of rnn_gemm's own: dnnl_sgemm's fixed cost per call, about 0.3 us,
+ * is more than such a product takes. Above it, the product reads a matrix
+ * as fast in either layout, so B = 1 passes need no transposed copy. */
+#define RNN_SMALL_GEMV 16384
 /* y (M, N) = a (M, K) w(N, K)^T + beta y: the shape of every projection. */
 void rnn_gemm_nt(int M, int N, int K, const float *a, const float *w, float beta, float *y);
 /* y (M, N) = a (M, K) w (K, N) + beta y. */

@@ -31,16 +31,28 @@ static void one_thread(void)
     }
 }
 
-/* Below this many multiply-adds a single row times a matrix (B = 1
- * stepping) is a loop of our own: dnnl_sgemm's fixed cost per call, about
- * 0.3 us, is more than such a product takes. */
-#define SMALL_GEMV 16384
-
-/* y (N) = a (K) b (K, N) + beta y: one axpy per row of b, vectorised. */
+/* y (N) = a (K) b (K, N) + beta y: one axpy per row of b, vectorised
+ * along N; for a few columns (a head with one output), a dot product each,
+ * vectorised along K in 16 partial sums. */
 RNN_VECTOR_KERNEL static void gemv_nn(int N, int K, const float *restrict a,
                                       const float *restrict b, int ldb, float beta,
                                       float *restrict y)
 {
+    if (N < 16) {
+        for (int n = 0; n < N; n++) {
+            float acc[16] = {0}, s = beta == 0.0f ? 0.0f : beta * y[n];
+            int k = 0;
+            for (; k + 16 <= K; k += 16)
+                for (int l = 0; l < 16; l++)
+                    acc[l] += a[k + l] * b[(size_t)(k + l) * ldb + n];
+            for (; k < K; k++)
+                s += a[k] * b[(size_t)k * ldb + n];
+            for (int l = 0; l < 16; l++)
+                s += acc[l];
+            y[n] = s;
+        }
+        return;
+    }
     for (int n = 0; n < N; n++)
         y[n] = beta == 0.0f ? 0.0f : beta * y[n];
     for (int k = 0; k < K; k++) {
@@ -56,7 +68,7 @@ void rnn_gemm(char ta, char tb, int M, int N, int K, const float *a, int lda, co
 {
     if (M <= 0 || N <= 0)
         return;
-    if (M == 1 && ta == 'N' && tb == 'N' && (long)N * K <= SMALL_GEMV) {
+    if (M == 1 && ta == 'N' && tb == 'N' && (long)N * K <= RNN_SMALL_GEMV) {
         gemv_nn(N, K, a, b, ldb, beta, c);
         return;
     }

@@ -58,6 +58,7 @@ struct rnn_ws {
     float *dc;                  /* (B, H) LSTM cell gradient carried back */
     float *hp;                  /* (B, G*H) GRU step scratch */
     int ldw;                    /* row stride of the transposed weights */
+    int whh_t;                  /* the last forward multiplied by W_hh^T */
     float *wt_ih[RNN_MAX_LAYERS]; /* (X_l, ldw) W_ih^T of the last forward */
     float *wt_hh[RNN_MAX_LAYERS]; /* (H, ldw) W_hh^T */
     float *dwt;                 /* (max(X0, H), G*H) a weight gradient, transposed */
@@ -279,7 +280,7 @@ static cell_step own_step(rnn_ws *ws, int l, int t)
         .tc = ws->tc[l] ? ws->tc[l] + t * BH : NULL,
         .hn = ws->hn[l] ? ws->hn[l] + t * BH : NULL,
         .hp = ws->hp,
-        .whh_t = ws->wt_hh[l],
+        .whh_t = ws->whh_t ? ws->wt_hh[l] : NULL,
         .ldw = ws->ldw,
     };
     return s;
@@ -290,11 +291,18 @@ static void own_layer_forward(const rnn_model *m, rnn_ws *ws, int l, const float
     const rnn_config *c = &m->cfg;
     const rnn_layer_params *p = &m->layer[l];
     const int H = c->hidden, GH = rnn_gates(c->cell) * H, X = rnn_layer_in(c, l), B = ws->B;
-    /* the weights as the products read them fastest (gemm.c) */
+    /* the weights as the products read them fastest (gemm.c), but for one
+     * sequence of a large model, where the product reads either layout as
+     * fast; a narrow W_ih always, as the projection's loop reads it */
     const int narrow = X < PROJ_GEMM_MIN_X;
-    const float *wt = ws->wt_ih[l];
-    rnn_transpose(GH, X, p->w_ih, X, 0, ws->wt_ih[l], ws->ldw);
-    rnn_transpose(GH, H, p->w_hh, H, 0, ws->wt_hh[l], ws->ldw);
+    const float *wt = NULL;
+    if (B > 1 || narrow || (long)GH * X <= RNN_SMALL_GEMV) {
+        rnn_transpose(GH, X, p->w_ih, X, 0, ws->wt_ih[l], ws->ldw);
+        wt = ws->wt_ih[l];
+    }
+    ws->whh_t = B > 1 || (long)GH * H <= RNN_SMALL_GEMV;
+    if (ws->whh_t)
+        rnn_transpose(GH, H, p->w_hh, H, 0, ws->wt_hh[l], ws->ldw);
     /* narrow inputs step by step, so each step's gates are made and used
      * while in cache; wide ones as one GEMM over all steps */
     if (!narrow)
@@ -552,8 +560,14 @@ void rnn_step(const rnn_model *m, rnn_state *s, const float *x, const int32_t *t
     const int ldw = rnn_gemm_ld(GH);
     const size_t BH = (size_t)B * H;
     /* s->wt: per layer W_ih^T (X_l, ldw) then W_hh^T (H, ldw); then head^T (H, O) */
+    /* as in a forward of one sequence: transposed where the product is one
+     * of rnn_gemm's own loops, or the projection's loop reads it */
     float *wih[RNN_MAX_LAYERS], *whh[RNN_MAX_LAYERS], *wt = s->wt;
+    int t_ih[RNN_MAX_LAYERS];
+    const int small_hh = (long)GH * H <= RNN_SMALL_GEMV, small_head = (long)O * H <= RNN_SMALL_GEMV;
     for (int l = 0; l < c->layers; l++) {
+        const int X = rnn_layer_in(c, l);
+        t_ih[l] = X < PROJ_GEMM_MIN_X || (long)GH * X <= RNN_SMALL_GEMV;
         wih[l] = wt;
         whh[l] = wt + (size_t)rnn_layer_in(c, l) * ldw;
         wt = whh[l] + (size_t)H * ldw;
@@ -561,10 +575,13 @@ void rnn_step(const rnn_model *m, rnn_state *s, const float *x, const int32_t *t
     if (s->wt_of != m) {
         for (int l = 0; l < c->layers; l++) {
             const int X = rnn_layer_in(c, l);
-            rnn_transpose(GH, X, m->layer[l].w_ih, X, 0, wih[l], ldw);
-            rnn_transpose(GH, H, m->layer[l].w_hh, H, 0, whh[l], ldw);
+            if (t_ih[l])
+                rnn_transpose(GH, X, m->layer[l].w_ih, X, 0, wih[l], ldw);
+            if (small_hh)
+                rnn_transpose(GH, H, m->layer[l].w_hh, H, 0, whh[l], ldw);
         }
-        rnn_transpose(O, H, m->head_w, H, 0, wt, O);
+        if (small_head)
+            rnn_transpose(O, H, m->head_w, H, 0, wt, O);
         s->wt_of = m;
     }
     /* scratch: gates (B, G*H) | hp (B, G*H) | x0 (B, X0), which after layer
@@ -577,16 +594,21 @@ void rnn_step(const rnn_model *m, rnn_state *s, const float *x, const int32_t *t
     }
     for (int l = 0; l < c->layers; l++) {
         float *h = s->h + l * BH, *cs = s->c + l * BH;
-        input_projection(c, &m->layer[l], l, wih[l], ldw, xin, B, g);
+        input_projection(c, &m->layer[l], l, t_ih[l] ? wih[l] : NULL, ldw, xin, B, g);
         /* the state is updated in place; LSTM's tanh(c) goes to hp, unused */
         const cell_step st = {.a = g, .hprev = h, .h = h, .cprev = cs, .c = cs,
-                              .tc = hp, .hn = x0, .hp = hp, .whh_t = whh[l], .ldw = ldw};
+                              .tc = hp, .hn = x0, .hp = hp, .whh_t = small_hh ? whh[l] : NULL,
+                              .ldw = ldw};
         cell_forward(c, &m->layer[l], &st, 0, B);
         xin = h;
     }
     if (out) {
         for (int b = 0; b < B; b++)
             memcpy(out + (size_t)b * O, m->head_b, (size_t)O * sizeof(float));
-        rnn_gemm('N', 'N', B, O, H, s->h + (size_t)(c->layers - 1) * BH, H, wt, O, 1.0f, out, O);
+        const float *top = s->h + (size_t)(c->layers - 1) * BH;
+        if (small_head)
+            rnn_gemm('N', 'N', B, O, H, top, H, wt, O, 1.0f, out, O);
+        else
+            rnn_gemm_nt(B, O, H, top, m->head_w, 1.0f, out);
     }
 }
