@@ -24,16 +24,8 @@ import time
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
-
-def read_configs(path):
-    rows = []
-    with open(path) as f:
-        for line in f:
-            line = line.split("#", 1)[0].split()
-            if line:
-                cell, *nums = line
-                rows.append((cell, *map(int, nums)))
-    return rows
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from run import read_configs  # noqa: E402  (the one reader of configs.txt)
 
 
 def median_seconds(fn, reps, min_time):
