@@ -132,12 +132,12 @@ static long status_kb(const char *key)
  * more by design, and are not measured). */
 static void check_footprint(void)
 {
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-    printf("  SKIP footprint: a sanitizer build\n");
-#else
     const long rss = status_kb("VmRSS"), peak = status_kb("VmHWM");
     printf("  footprint on the demo models: RSS %.1f MiB, peak %.1f MiB (limit 25 MiB)\n",
            rss / 1024.0, peak / 1024.0);
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    printf("  not held to the limit: a sanitizer build\n");
+#else
     ck_assert_msg(peak < 25 * 1024, "the daemon's peak RSS is %.1f MiB, over 25 MiB", peak / 1024.0);
 #endif
 }
