@@ -1,6 +1,6 @@
 /*
  * DESIGN: the HTTP server. libmicrohttpd runs its polling thread and a pool
- * of `http_threads` threads (epoll); every request gets a `req` in *req_cls
+ * of `http_threads` threads (poll); every request gets a `req` in *req_cls
  * on its first call, its body is appended there up to `max_body_bytes`
  * (beyond that the rest is read and dropped, and the answer is 413), and the
  * completion callback logs one line, counts metrics and frees it.

@@ -39,8 +39,9 @@ int dnn_layer_backward(dnn_seq *d, const rnn_layer_params *p, const rnn_layer_pa
                        int T, int B, int chunk, const float *x, const float *h, const float *c,
                        const float *dh, float *dx);
 
-/* Makes oneDNN run single-threaded in the calling thread: rnnd parallelises
- * over the batch itself (train.c), and HTTP threads must not spawn teams. */
+/* Makes oneDNN (its primitives and dnnl_sgemm) run single-threaded in the
+ * calling thread: rnnd parallelises over the batch itself (team.c), and HTTP
+ * threads must not spawn teams. */
 void dnn_thread_init(void);
 
 #endif

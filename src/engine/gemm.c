@@ -18,18 +18,9 @@
 #include "cells.h"
 
 #include "act.h"
+#include "dnn.h"
 
 #include <dnnl.h>
-#include <omp.h>
-
-static void one_thread(void)
-{
-    static _Thread_local int done;
-    if (!done) {
-        omp_set_num_threads(1);
-        done = 1;
-    }
-}
 
 /* y (N) = a (K) b (K, N) + beta y: one axpy per row of b, vectorised
  * along N; for a few columns (a head with one output), a dot product each,
@@ -72,7 +63,7 @@ void rnn_gemm(char ta, char tb, int M, int N, int K, const float *a, int lda, co
         gemv_nn(N, K, a, b, ldb, beta, c);
         return;
     }
-    one_thread();
+    dnn_thread_init();
     dnnl_sgemm(ta, tb, M, N, K, 1.0f, a, lda, b, ldb, beta, c, ldc);
 }
 
