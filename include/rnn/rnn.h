@@ -184,10 +184,11 @@ void rnn_backward(const rnn_model *m, rnn_ws *ws, const rnn_batch *b, int bptt,
 /* ------------------------------------------------------------------ stepping (inference) */
 
 /* Recurrent state for step-by-step inference: generation and forecasting.
- * rnn_step multiplies by a transposed copy of the model's weights, made at
- * its first step with that model after rnn_state_init: after changing a
- * model's weights in place, make the state anew. rnn_state_reset keeps the
- * copy, so one state serves many sequences of one model. */
+ * rnn_step multiplies by transposed copies of the weights it reads fastest
+ * so (for B > 1 all of them, for one row the small ones), made at its first
+ * step with that model after rnn_state_init: after changing a model's
+ * weights in place, make the state anew. rnn_state_reset keeps the copies,
+ * so one state serves many sequences of one model. */
 typedef struct rnn_state {
     int B;
     float *h;               /* (L, B, H) */

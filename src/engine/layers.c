@@ -264,6 +264,16 @@ static void input_projection(const rnn_config *c, const rnn_layer_params *p, int
         rnn_gemm_nt(rows, GH, X, x, p->w_ih, 1.0f, a);
 }
 
+/* Is the (N, K) weight of a product over B rows multiplied as its transposed
+ * copy? Always for B > 1, where that is the faster operand (gemm.c); for one
+ * row only where the product is rnn_gemm's own small loop, as dnnl_sgemm
+ * reads either layout as fast, or for a narrow W_ih, which the projection's
+ * loop reads so. */
+static int transposed(int B, int N, int K, int narrow)
+{
+    return B > 1 || narrow || (long)N * K <= RNN_SMALL_GEMV;
+}
+
 /* ------------------------------------------------------------------ own kernel */
 
 /* Step t of layer l in the workspace: what the cell reads and writes. */
@@ -291,16 +301,13 @@ static void own_layer_forward(const rnn_model *m, rnn_ws *ws, int l, const float
     const rnn_config *c = &m->cfg;
     const rnn_layer_params *p = &m->layer[l];
     const int H = c->hidden, GH = rnn_gates(c->cell) * H, X = rnn_layer_in(c, l), B = ws->B;
-    /* the weights as the products read them fastest (gemm.c), but for one
-     * sequence of a large model, where the product reads either layout as
-     * fast; a narrow W_ih always, as the projection's loop reads it */
     const int narrow = X < PROJ_GEMM_MIN_X;
     const float *wt = NULL;
-    if (B > 1 || narrow || (long)GH * X <= RNN_SMALL_GEMV) {
+    if (transposed(B, GH, X, narrow)) {
         rnn_transpose(GH, X, p->w_ih, X, 0, ws->wt_ih[l], ws->ldw);
         wt = ws->wt_ih[l];
     }
-    ws->whh_t = B > 1 || (long)GH * H <= RNN_SMALL_GEMV;
+    ws->whh_t = transposed(B, GH, H, 0);
     if (ws->whh_t)
         rnn_transpose(GH, H, p->w_hh, H, 0, ws->wt_hh[l], ws->ldw);
     /* narrow inputs step by step, so each step's gates are made and used
@@ -510,14 +517,27 @@ void rnn_backward(const rnn_model *m, rnn_ws *ws, const rnn_batch *b, int bptt,
 
 /* ------------------------------------------------------------------ stepping */
 
-/* Floats of the transposed weights rnn_step keeps: W_ih^T and W_hh^T of
- * every layer, (X_l + H, ldw) each, then head^T (H, O). */
-static size_t state_wt_size(const rnn_config *c)
+/* Where rnn_step keeps the transposed weights in s->wt, in floats from its
+ * start: per layer W_ih^T (X_l, ldw) and W_hh^T (H, ldw), then head^T (H, O),
+ * each only where transposed() says so (NONE: the product reads the model's
+ * own). Returns the floats used. */
+#define NONE ((size_t)-1)
+typedef struct step_weights { size_t ih[RNN_MAX_LAYERS], hh[RNN_MAX_LAYERS], head; } step_weights;
+
+static size_t step_layout(const rnn_config *c, int B, step_weights *w)
 {
-    size_t n = (size_t)c->hidden * c->output_size;
-    for (int l = 0; l < c->layers; l++)
-        n += (size_t)(rnn_layer_in(c, l) + c->hidden) * rnn_gemm_ld(rnn_gates(c->cell) * c->hidden);
-    return n;
+    const int H = c->hidden, GH = rnn_gates(c->cell) * H, O = c->output_size;
+    const size_t ldw = (size_t)rnn_gemm_ld(GH);
+    size_t n = 0;
+    for (int l = 0; l < c->layers; l++) {
+        const int X = rnn_layer_in(c, l);
+        w->ih[l] = transposed(B, GH, X, X < PROJ_GEMM_MIN_X) ? n : NONE;
+        n += w->ih[l] == NONE ? 0 : X * ldw;
+        w->hh[l] = transposed(B, GH, H, 0) ? n : NONE;
+        n += w->hh[l] == NONE ? 0 : H * ldw;
+    }
+    w->head = transposed(B, O, H, 0) ? n : NONE;
+    return n + (w->head == NONE ? 0 : (size_t)H * O);
 }
 
 int rnn_state_init(rnn_state *s, const rnn_config *cfg, int B)
@@ -529,7 +549,8 @@ int rnn_state_init(rnn_state *s, const rnn_config *cfg, int B)
     s->h = rnn_falloc(n);
     s->c = rnn_falloc(n);
     s->scratch = rnn_falloc((size_t)B * (2 * GH + ws_width(cfg)));
-    s->wt = rnn_falloc(state_wt_size(cfg));
+    step_weights w;
+    s->wt = rnn_falloc(step_layout(cfg, B, &w));
     if (!s->h || !s->c || !s->scratch || !s->wt) {
         rnn_state_free(s);
         return -1;
@@ -559,29 +580,19 @@ void rnn_step(const rnn_model *m, rnn_state *s, const float *x, const int32_t *t
     const int B = s->B, H = c->hidden, GH = rnn_gates(c->cell) * H, O = c->output_size;
     const int ldw = rnn_gemm_ld(GH);
     const size_t BH = (size_t)B * H;
-    /* s->wt: per layer W_ih^T (X_l, ldw) then W_hh^T (H, ldw); then head^T (H, O) */
-    /* as in a forward of one sequence: transposed where the product is one
-     * of rnn_gemm's own loops, or the projection's loop reads it */
-    float *wih[RNN_MAX_LAYERS], *whh[RNN_MAX_LAYERS], *wt = s->wt;
-    int t_ih[RNN_MAX_LAYERS];
-    const int small_hh = (long)GH * H <= RNN_SMALL_GEMV, small_head = (long)O * H <= RNN_SMALL_GEMV;
-    for (int l = 0; l < c->layers; l++) {
-        const int X = rnn_layer_in(c, l);
-        t_ih[l] = X < PROJ_GEMM_MIN_X || (long)GH * X <= RNN_SMALL_GEMV;
-        wih[l] = wt;
-        whh[l] = wt + (size_t)rnn_layer_in(c, l) * ldw;
-        wt = whh[l] + (size_t)H * ldw;
-    }
+    step_weights w;
+    step_layout(c, B, &w);
+#define WT(off) ((off) == NONE ? NULL : s->wt + (off))
     if (s->wt_of != m) {
         for (int l = 0; l < c->layers; l++) {
             const int X = rnn_layer_in(c, l);
-            if (t_ih[l])
-                rnn_transpose(GH, X, m->layer[l].w_ih, X, 0, wih[l], ldw);
-            if (small_hh)
-                rnn_transpose(GH, H, m->layer[l].w_hh, H, 0, whh[l], ldw);
+            if (w.ih[l] != NONE)
+                rnn_transpose(GH, X, m->layer[l].w_ih, X, 0, WT(w.ih[l]), ldw);
+            if (w.hh[l] != NONE)
+                rnn_transpose(GH, H, m->layer[l].w_hh, H, 0, WT(w.hh[l]), ldw);
         }
-        if (small_head)
-            rnn_transpose(O, H, m->head_w, H, 0, wt, O);
+        if (w.head != NONE)
+            rnn_transpose(O, H, m->head_w, H, 0, WT(w.head), O);
         s->wt_of = m;
     }
     /* scratch: gates (B, G*H) | hp (B, G*H) | x0 (B, X0), which after layer
@@ -594,11 +605,10 @@ void rnn_step(const rnn_model *m, rnn_state *s, const float *x, const int32_t *t
     }
     for (int l = 0; l < c->layers; l++) {
         float *h = s->h + l * BH, *cs = s->c + l * BH;
-        input_projection(c, &m->layer[l], l, t_ih[l] ? wih[l] : NULL, ldw, xin, B, g);
+        input_projection(c, &m->layer[l], l, WT(w.ih[l]), ldw, xin, B, g);
         /* the state is updated in place; LSTM's tanh(c) goes to hp, unused */
         const cell_step st = {.a = g, .hprev = h, .h = h, .cprev = cs, .c = cs,
-                              .tc = hp, .hn = x0, .hp = hp, .whh_t = small_hh ? whh[l] : NULL,
-                              .ldw = ldw};
+                              .tc = hp, .hn = x0, .hp = hp, .whh_t = WT(w.hh[l]), .ldw = ldw};
         cell_forward(c, &m->layer[l], &st, 0, B);
         xin = h;
     }
@@ -606,9 +616,10 @@ void rnn_step(const rnn_model *m, rnn_state *s, const float *x, const int32_t *t
         for (int b = 0; b < B; b++)
             memcpy(out + (size_t)b * O, m->head_b, (size_t)O * sizeof(float));
         const float *top = s->h + (size_t)(c->layers - 1) * BH;
-        if (small_head)
-            rnn_gemm('N', 'N', B, O, H, top, H, wt, O, 1.0f, out, O);
+        if (w.head != NONE)
+            rnn_gemm('N', 'N', B, O, H, top, H, WT(w.head), O, 1.0f, out, O);
         else
             rnn_gemm_nt(B, O, H, top, m->head_w, 1.0f, out);
     }
+#undef WT
 }
