@@ -60,9 +60,10 @@ typedef struct rnn_limits {
     int max_sequence_length;    /* steps per sequence */
     int max_batch;              /* sequences per request */
     int max_steps;              /* forecast steps, generated characters */
+    double max_work;            /* steps x sequences x parameters; 0: no bound */
 } rnn_limits;
 
-void rnn_limits_default(rnn_limits *l);   /* 10000, 256, 10000 */
+void rnn_limits_default(rnn_limits *l);   /* 10000, 256, 10000, no bound on work */
 
 /* The request and reply of `POST /predict` and `rnnd predict` (DESIGN.md,
  * "HTTP API"): JSON in, JSON out. name and version go into the reply (name
@@ -73,6 +74,21 @@ void rnn_limits_default(rnn_limits *l);   /* 10000, 256, 10000 */
 int rnn_predict(const rnn_model *m, const rnn_meta *meta, const char *name, long version,
                 const char *req, size_t len, const rnn_limits *lim, char **reply, int *status,
                 rnn_err *err);
+
+/* What the daemon's hot path keeps per thread: the states (and transposed
+ * weights) of the last few models it served and the rows of a batch, so a
+ * prediction allocates no engine buffers once warm. Not shared between
+ * threads. Models are told apart by rnn_model.serial. */
+typedef struct rnn_predictor rnn_predictor;
+rnn_predictor *rnn_predictor_new(void);
+void rnn_predictor_free(rnn_predictor *p);
+/* rnn_predict on a request already parsed (a cJSON object), with p's
+ * buffers; *reply_len is the reply's length. Equal-length "sequences" run
+ * as one batched pass. */
+struct cJSON;
+int rnn_predict_json(rnn_predictor *p, const rnn_model *m, const rnn_meta *meta, const char *name,
+                     long version, const struct cJSON *req, const rnn_limits *lim, char **reply,
+                     size_t *reply_len, int *status, rnn_err *err);
 
 #ifdef __cplusplus
 }

@@ -99,6 +99,8 @@ typedef struct rnn_model {
     float *head_b;                       /* (O) */
     int ntensors;
     rnn_tensor tensors[3 + 4 * RNN_MAX_LAYERS];
+    uint64_t serial;                     /* unique to these weights (rnn_model_init): caches of
+                                          * what is made from them compare it, not addresses */
 } rnn_model;
 
 /* Named tensors of any buffer laid out as m->params (the gradients, an
@@ -195,7 +197,7 @@ typedef struct rnn_state {
     float *c;               /* (L, B, H), LSTM only */
     float *scratch;         /* internal */
     float *wt;              /* internal: the weights, transposed */
-    const rnn_model *wt_of; /* internal: the model wt was made from */
+    uint64_t wt_of;         /* internal: serial of the model wt was made from */
 } rnn_state;
 
 int rnn_state_init(rnn_state *s, const rnn_config *cfg, int B);

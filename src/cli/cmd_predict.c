@@ -86,7 +86,7 @@ int cmd_predict(int argc, char **argv)
     char *reply = NULL;
     int rc = run_request("predict", model, req, len, &reply);
     if (rc == EXIT_OK)
-        puts(reply);
+        fputs(reply, stdout); /* ends with its newline */
     free(reply);
     free(req);
     return rc;

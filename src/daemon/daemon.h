@@ -31,6 +31,7 @@ typedef struct rnnd_config {
     long max_body_bytes;
     int max_sequence_length;
     int max_batch;
+    long max_predict_work;      /* steps x sequences x parameters of one prediction */
     int loss_history_max;
     char auth_token[256];
     int log_level;              /* LOG_ERROR .. LOG_DEBUG */
@@ -89,6 +90,9 @@ void served_release(served_model *s);
  * returns its version number. */
 long registry_put(registry *r, const char *name, rnn_model *m, rnn_meta *meta,
                   long long mtime_ns);
+/* A file's modification time in ns, -1 if it cannot be read: how a reload
+ * tells a changed file from one it has loaded (or a job has saved). */
+long long file_mtime_ns(const char *path);
 /* Loads every NAME.safetensors in dir; files that fail are logged and the
  * model they would replace stays. Returns the count loaded. */
 int registry_load_dir(registry *r, const char *dir);
@@ -151,6 +155,11 @@ char *metrics_render(registry *r, job_pool *p);
 /* ------------------------------------------------------------------ server */
 
 int rnnd_serve_main(const rnnd_config *cfg);
+/* Wall-clock seconds since the epoch: the times reported (job started,
+ * finished, loss points). */
 double rnnd_now(void);
+/* Monotonic seconds: every duration (request latency, the drain deadline),
+ * which a change of the wall clock must not stretch or shrink. */
+double rnnd_clock(void);
 
 #endif

@@ -51,6 +51,13 @@ double rnnd_now(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+double rnnd_clock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 static void job_release_inputs(train_job *j)
 {
     rnn_dataset_free(&j->data);
@@ -161,7 +168,8 @@ static void run_job(job_pool *pool, train_job *j)
             char path[2200];
             snprintf(path, sizeof path, "%s/%s.safetensors", pool->cfg->model_dir, j->model);
             if (rnn_model_save(path, &m, &meta, &err) == 0) {
-                version = registry_put(pool->reg, j->model, &m, &meta, 0);
+                /* the saved file's time, so a reload knows it is this version */
+                version = registry_put(pool->reg, j->model, &m, &meta, file_mtime_ns(path));
                 if (version > 0) {
                     final = JOB_SUCCEEDED;
                     rnnd_log(LOG_INFO, "job %ld: model %s version %ld saved to %s", j->id, j->model, version, path);

@@ -132,6 +132,14 @@ int registry_list(registry *r, served_model ***out)
     return a ? n : 0;
 }
 
+long long file_mtime_ns(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st))
+        return -1;
+    return (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+}
+
 int registry_load_dir(registry *r, const char *dir)
 {
     DIR *d = opendir(dir);
@@ -158,10 +166,9 @@ int registry_load_dir(registry *r, const char *dir)
             continue;
         }
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        struct stat st;
-        if (stat(path, &st))
+        long long mt = file_mtime_ns(path);
+        if (mt < 0)
             continue;
-        long long mt = (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
         served_model *cur = registry_get(r, name);
         int same = cur && cur->file_mtime_ns == mt;
         served_release(cur);

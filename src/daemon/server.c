@@ -19,6 +19,7 @@
 #include <math.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -302,6 +303,24 @@ static cJSON *parse_body(struct MHD_Connection *c, req *r, enum MHD_Result *ret)
 
 /* ------------------------------------------------------------------ routes */
 
+/* Each HTTP thread's prediction buffers (rnn_predictor), made on its first
+ * prediction and freed when the thread ends. */
+static pthread_key_t predictor_key;
+static pthread_once_t predictor_once = PTHREAD_ONCE_INIT;
+
+static void predictor_destroy(void *p) { rnn_predictor_free(p); }
+static void predictor_key_make(void) { pthread_key_create(&predictor_key, predictor_destroy); }
+
+static rnn_predictor *thread_predictor(void)
+{
+    pthread_once(&predictor_once, predictor_key_make);
+    rnn_predictor *p = pthread_getspecific(predictor_key);
+    if (!p && (p = rnn_predictor_new()))
+        pthread_setspecific(predictor_key, p);
+    return p;
+}
+
+/* The body is parsed once: the model named in it, then the prediction. */
 static enum MHD_Result do_predict(struct MHD_Connection *c, req *r)
 {
     enum MHD_Result ret;
@@ -310,31 +329,31 @@ static enum MHD_Result do_predict(struct MHD_Connection *c, req *r)
         return ret;
     const cJSON *mn = cJSON_GetObjectItemCaseSensitive(o, "model");
     served_model *s = NULL;
-    if (mn && !cJSON_IsString(mn)) {
-        cJSON_Delete(o);
-        return send_error(c, r, 400, "model: must be a string");
+    if (mn && !cJSON_IsString(mn))
+        ret = send_error(c, r, 400, "model: must be a string");
+    else if (mn && !(s = registry_get(S.reg, mn->valuestring)))
+        ret = send_error(c, r, 404, "model \"%.64s\" is not loaded", mn->valuestring);
+    else if (!mn && !(s = registry_only(S.reg)))
+        ret = send_error(c, r, 400, "model: missing (more than one model is loaded)");
+    rnn_predictor *p = s ? thread_predictor() : NULL;
+    if (s && !p)
+        ret = send_error(c, r, 503, "out of memory");
+    if (p) {
+        rnn_limits lim = {S.cfg.max_sequence_length, S.cfg.max_batch, S.cfg.max_sequence_length,
+                          (double)S.cfg.max_predict_work};
+        char *reply = NULL;
+        size_t len = 0;
+        int status;
+        rnn_err err;
+        if (rnn_predict_json(p, &s->m, &s->meta, s->name, s->version, o, &lim, &reply, &len,
+                             &status, &err))
+            ret = send_error(c, r, status, "%s", err.msg);
+        else
+            ret = send_text(c, r, 200, "application/json", reply, len);
     }
-    if (mn) {
-        s = registry_get(S.reg, mn->valuestring);
-        if (!s) {
-            ret = send_error(c, r, 404, "model \"%.64s\" is not loaded", mn->valuestring);
-            cJSON_Delete(o);
-            return ret;
-        }
-    } else if (!(s = registry_only(S.reg))) {
-        cJSON_Delete(o);
-        return send_error(c, r, 400, "model: missing (more than one model is loaded)");
-    }
-    cJSON_Delete(o);
-    rnn_limits lim = {S.cfg.max_sequence_length, S.cfg.max_batch, S.cfg.max_sequence_length};
-    char *reply = NULL;
-    int status;
-    rnn_err err;
-    int rc = rnn_predict(&s->m, &s->meta, s->name, s->version, r->body, r->len, &lim, &reply, &status, &err);
     served_release(s);
-    if (rc)
-        return send_error(c, r, status, "%s", err.msg);
-    return send_text(c, r, 200, "application/json", reply, strlen(reply));
+    cJSON_Delete(o);
+    return ret;
 }
 
 /* Frees a job that never reached the pool (its fields may be empty). */
@@ -602,7 +621,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         r = calloc(1, sizeof *r);
         if (!r)
             return MHD_NO;
-        r->t0 = rnnd_now();
+        r->t0 = rnnd_clock();
         snprintf(r->method, sizeof r->method, "%s", method);
         snprintf(r->path, sizeof r->path, "%s", url);
         snprintf(r->route, sizeof r->route, "other");
@@ -651,7 +670,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     req *r = *req_cls;
     if (!r)
         return;
-    double dt = rnnd_now() - r->t0;
+    double dt = rnnd_clock() - r->t0;
     int level = r->status >= 500 || r->status == 0 ? LOG_WARN : LOG_INFO;
     rnnd_log(level, "%s %s %d %.3fms%s", r->method, r->path, r->status, dt * 1e3,
              toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed early)");
@@ -828,12 +847,12 @@ int rnnd_serve_main(const rnnd_config *cfg)
         close(lfd);
     }
     pool_stop_all(S.pool);
-    double t0 = rnnd_now();
+    double t0 = rnnd_clock();
     /* connections handed over above are registered by libmicrohttpd's
      * threads a moment later: the server is idle only when nothing is in
      * flight on several checks in a row */
     int quiet = 0;
-    while (quiet < 5 && rnnd_now() - t0 < cfg->drain_timeout) {
+    while (quiet < 5 && rnnd_clock() - t0 < cfg->drain_timeout) {
         struct timespec ts = {0, 20 * 1000 * 1000};
         nanosleep(&ts, NULL);
         quiet = atomic_load(&S.inflight) > 0 || atomic_load(&S.fresh) > 0 ? 0 : quiet + 1;

@@ -583,7 +583,7 @@ void rnn_step(const rnn_model *m, rnn_state *s, const float *x, const int32_t *t
     step_weights w;
     step_layout(c, B, &w);
 #define WT(off) ((off) == NONE ? NULL : s->wt + (off))
-    if (s->wt_of != m) {
+    if (s->wt_of != m->serial) {
         for (int l = 0; l < c->layers; l++) {
             const int X = rnn_layer_in(c, l);
             if (w.ih[l] != NONE)
@@ -593,7 +593,7 @@ void rnn_step(const rnn_model *m, rnn_state *s, const float *x, const int32_t *t
         }
         if (w.head != NONE)
             rnn_transpose(O, H, m->head_w, H, 0, WT(w.head), O);
-        s->wt_of = m;
+        s->wt_of = m->serial;
     }
     /* scratch: gates (B, G*H) | hp (B, G*H) | x0 (B, X0), which after layer
      * 0's input projection holds GRU's hn */

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -65,7 +66,9 @@ static void add_tensor(rnn_model *m, size_t *off, const char *name, int d0, int 
 
 int rnn_model_init(rnn_model *m, const rnn_config *cfg, rnn_err *err)
 {
+    static _Atomic uint64_t serials;
     memset(m, 0, sizeof *m);
+    m->serial = atomic_fetch_add(&serials, 1) + 1;
     if (rnn_config_check(cfg, err))
         return -1;
     m->cfg = *cfg;

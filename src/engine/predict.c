@@ -21,7 +21,27 @@ void rnn_limits_default(rnn_limits *l)
     l->max_sequence_length = 10000;
     l->max_batch = 256;
     l->max_steps = 10000;
+    l->max_work = 0;
 }
+
+/* A thread's buffers for predictions, kept from request to request: the
+ * states of the last models it served (their transposed weights made once),
+ * the input and output rows, and each row's cursor. */
+#define SLOTS 4
+typedef struct slot {
+    uint64_t serial;        /* the model; 0: empty */
+    unsigned long used;     /* when last used, for eviction */
+    rnn_state one, many;    /* B = 1; B = many.B (0: not made yet) */
+} slot;
+
+struct rnn_predictor {
+    slot slots[SLOTS];
+    unsigned long clock;
+    float *x, *out;         /* (rows, X), (rows, O) */
+    const cJSON **cur;      /* (rows) the next step of each sequence */
+    int32_t *tok;           /* (rows) the tokens of a step */
+    size_t rows, xw, ow;    /* rows of x and out, X and O they were made for */
+};
 
 typedef struct pctx {
     const rnn_model *m;
@@ -29,8 +49,10 @@ typedef struct pctx {
     const rnn_limits *lim;
     int status;
     rnn_err *err;
-    rnn_state st;
-    float *x, *out;         /* (X), (O) */
+    rnn_predictor *p;
+    slot *sl;               /* of m */
+    rnn_state *st;          /* the state of the pass running */
+    float *x, *out;         /* (B, X), (B, O) */
 } pctx;
 
 static int bad(pctx *c, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -42,6 +64,24 @@ static int bad(pctx *c, int status, const char *fmt, ...)
     va_end(ap);
     c->status = status;
     return -1;
+}
+
+/* The work of a request, bounded before it starts: every step of every
+ * sequence (given, forecast or generated) touches every parameter once. */
+static int check_work(pctx *c, double steps)
+{
+    const double work = steps * (double)c->m->nparams;
+    if (c->lim->max_work > 0 && work > c->lim->max_work)
+        return bad(c, 413, "this prediction needs %.3g multiply-adds (%.0f steps x %zu parameters), "
+                           "the limit is %.3g (max_predict_work)",
+                   work, steps, c->m->nparams, c->lim->max_work);
+    return 0;
+}
+
+static int forecast_steps(const cJSON *req)
+{
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(req, "steps");
+    return s ? (int)s->valuedouble : 0;
 }
 
 static cJSON *floats_json(const float *v, int n, int scalar)
@@ -147,82 +187,129 @@ static int sample(const float *logits, int V, double temperature, rnn_rng *rng)
     return pick;
 }
 
-/* One numeric or token sequence through the model; fills one reply object. */
-static int predict_one(pctx *c, const cJSON *seq, const char *path, const cJSON *req, cJSON *obj)
+/* A sequence of the request, measured and checked before anything runs. */
+typedef struct row {
+    const cJSON *seq;
+    char path[24];
+    int T;
+    int32_t *tok;           /* token models: (T) */
+} row;
+
+static int read_row(pctx *c, row *r)
+{
+    if (rnn_token_input(&c->m->cfg)) {
+        if (!cJSON_IsString(r->seq))
+            return bad(c, 400, "%s: this model takes text (a string)", r->path);
+        if (!(r->tok = read_tokens(c, r->seq->valuestring, r->path, &r->T)))
+            return -1;
+    } else {
+        if (!cJSON_IsArray(r->seq))
+            return bad(c, 400, "%s: must be an array of steps", r->path);
+        r->T = cJSON_GetArraySize(r->seq);
+        if (r->T > c->lim->max_sequence_length)
+            return bad(c, 413, "%s: %d steps, the limit is %d (max_sequence_length)", r->path,
+                       r->T, c->lim->max_sequence_length);
+    }
+    if (r->T < 1)
+        return bad(c, 422, "%s: empty sequence", r->path);
+    return 0;
+}
+
+/* The state for B rows of c->m, made on first use and kept in its slot. */
+static int use_state(pctx *c, int B)
+{
+    rnn_state *st = B == 1 ? &c->sl->one : &c->sl->many;
+    if (st->B != B) {
+        if (st->h)
+            rnn_state_free(st);
+        if (rnn_state_init(st, &c->m->cfg, B))
+            return bad(c, 500, "out of memory");
+    }
+    c->st = st;
+    return 0;
+}
+
+/* The reply fields of the output row o (O floats). */
+static void reply_output(pctx *c, const float *o, cJSON *obj)
+{
+    const int O = c->m->cfg.output_size;
+    if (c->m->cfg.task != RNN_TASK_CLASSIFY) {
+        cJSON_AddItemToObject(obj, "prediction", floats_json(o, O, 1));
+        return;
+    }
+    /* softmax over the logits, from the largest */
+    int best = 0;
+    for (int k = 1; k < O; k++)
+        if (o[k] > o[best]) best = k;
+    double sum = 0;
+    for (int k = 0; k < O; k++) sum += exp(o[k] - o[best]);
+    if (c->meta->nlabels == O)
+        cJSON_AddStringToObject(obj, "label", c->meta->labels[best]);
+    else
+        cJSON_AddNumberToObject(obj, "label", best);
+    cJSON *pr = cJSON_AddArrayToObject(obj, "probabilities");
+    for (int k = 0; k < O; k++)
+        cJSON_AddItemToArray(pr, cJSON_CreateNumber(exp(o[k] - o[best]) / sum));
+}
+
+/* B sequences of equal length through the model as one batched pass (B
+ * rows of rnn_step); fills one reply object per row. */
+static int predict_rows(pctx *c, row *rows, int B, const cJSON *req, cJSON *const *obj)
 {
     const rnn_config *cfg = &c->m->cfg;
-    const int O = cfg->output_size, X = cfg->input_size;
+    const int O = cfg->output_size, X = cfg->input_size, T = rows[0].T;
     const cJSON *steps_j = cJSON_GetObjectItemCaseSensitive(req, "steps");
-    const cJSON *rs_j = cJSON_GetObjectItemCaseSensitive(req, "return_sequences");
-    int steps = 0, retseq = cJSON_IsTrue(rs_j);
-    if (steps_j) {
-        steps = (int)steps_j->valuedouble;
-        if (steps > 0 && cfg->task != RNN_TASK_REGRESSION)
-            return bad(c, 422, "steps: forecasting needs a regression model");
-        if (steps > 0 && O != X)
-            return bad(c, 422, "steps: forecasting feeds each output back as input, but the model "
-                               "has %d outputs and %d inputs", O, X);
+    const int steps = steps_j ? (int)steps_j->valuedouble : 0;
+    const int retseq = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(req, "return_sequences"));
+    if (steps > 0 && cfg->task != RNN_TASK_REGRESSION)
+        return bad(c, 422, "steps: forecasting needs a regression model");
+    if (steps > 0 && O != X)
+        return bad(c, 422, "steps: forecasting feeds each output back as input, but the model "
+                           "has %d outputs and %d inputs", O, X);
+    if (use_state(c, B))
+        return -1;
+    rnn_state_reset(c->st, cfg);
+    int32_t *tok = c->p->tok;
+    const cJSON **cur = c->p->cur;
+    for (int b = 0; b < B; b++) {
+        cur[b] = rows[b].tok ? NULL : rows[b].seq->child;
+        if (retseq)
+            cJSON_AddArrayToObject(obj[b], "outputs");
     }
-    int T = 0;
-    int32_t *tok = NULL;
-    if (rnn_token_input(cfg)) {
-        if (!cJSON_IsString(seq))
-            return bad(c, 400, "%s: this model takes text (a string)", path);
-        if (!(tok = read_tokens(c, seq->valuestring, path, &T)))
-            return -1;
-    } else {
-        if (!cJSON_IsArray(seq))
-            return bad(c, 400, "%s: must be an array of steps", path);
-        T = cJSON_GetArraySize(seq);
-        if (T > c->lim->max_sequence_length)
-            return bad(c, 413, "%s: %d steps, the limit is %d (max_sequence_length)", path, T,
-                       c->lim->max_sequence_length);
-    }
-    if (T < 1) {
-        free(tok);
-        return bad(c, 422, "%s: empty sequence", path);
-    }
-    cJSON *outs = retseq ? cJSON_CreateArray() : NULL;
-    rnn_state_reset(&c->st, cfg);
-    const cJSON *s = cJSON_IsArray(seq) ? seq->child : NULL;
-    for (int t = 0; t < T; t++, s = s ? s->next : NULL) {
-        if (!tok && read_step(c, s, path, t, c->x)) {
-            cJSON_Delete(outs);
-            return -1;
+    for (int t = 0; t < T; t++) {
+        for (int b = 0; b < B; b++) {
+            if (rows[b].tok) {
+                tok[b] = rows[b].tok[t];
+            } else {
+                if (read_step(c, cur[b], rows[b].path, t, c->x + (size_t)b * X))
+                    return -1;
+                cur[b] = cur[b]->next;
+            }
         }
-        rnn_step(c->m, &c->st, tok ? NULL : c->x, tok ? &tok[t] : NULL, c->out);
+        rnn_step(c->m, c->st, rows[0].tok ? NULL : c->x, rows[0].tok ? tok : NULL, c->out);
+        for (int b = 0; retseq && b < B; b++)
+            cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(obj[b], "outputs"),
+                                 floats_json(c->out + (size_t)b * O, O, 1));
+    }
+    for (int b = 0; b < B; b++) {
+        /* outputs, if asked for, go last, as they always have */
+        cJSON *outs = cJSON_DetachItemFromObjectCaseSensitive(obj[b], "outputs");
+        reply_output(c, c->out + (size_t)b * O, obj[b]);
+        if (steps > 0)
+            cJSON_AddArrayToObject(obj[b], "forecast");
         if (outs)
-            cJSON_AddItemToArray(outs, floats_json(c->out, O, 1));
+            cJSON_AddItemToObject(obj[b], "outputs", outs);
     }
-    free(tok);
-    if (cfg->task == RNN_TASK_CLASSIFY) {
-        double mx = c->out[0], sum = 0;
-        int best = 0;
-        for (int k = 1; k < O; k++)
-            if (c->out[k] > c->out[best]) best = k;
-        mx = c->out[best];
-        for (int k = 0; k < O; k++) sum += exp(c->out[k] - mx);
-        if (c->meta->nlabels == O)
-            cJSON_AddStringToObject(obj, "label", c->meta->labels[best]);
-        else
-            cJSON_AddNumberToObject(obj, "label", best);
-        cJSON *p = cJSON_AddArrayToObject(obj, "probabilities");
-        for (int k = 0; k < O; k++)
-            cJSON_AddItemToArray(p, cJSON_CreateNumber(exp(c->out[k] - mx) / sum));
-    } else {
-        cJSON_AddItemToObject(obj, "prediction", floats_json(c->out, O, 1));
-    }
-    if (steps > 0) {
-        cJSON *fc = cJSON_AddArrayToObject(obj, "forecast");
-        for (int k = 0; k < steps; k++) {
-            memcpy(c->x, c->out, (size_t)X * sizeof(float));
-            cJSON_AddItemToArray(fc, floats_json(c->out, O, 1));
-            if (k + 1 < steps)
-                rnn_step(c->m, &c->st, c->x, NULL, c->out);
+    /* forecasts: each output is the next input */
+    for (int k = 0; k < steps; k++) {
+        for (int b = 0; b < B; b++)
+            cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(obj[b], "forecast"),
+                                 floats_json(c->out + (size_t)b * O, O, 1));
+        if (k + 1 < steps) {
+            memcpy(c->x, c->out, (size_t)B * X * sizeof(float));
+            rnn_step(c->m, c->st, c->x, NULL, c->out);
         }
     }
-    if (outs)
-        cJSON_AddItemToObject(obj, "outputs", outs);
     return 0;
 }
 
@@ -246,9 +333,13 @@ static int generate(pctx *c, const cJSON *req, cJSON *reply)
     int32_t *tok = NULL;
     if (t->valuestring[0] && !(tok = read_tokens(c, t->valuestring, "text", &n)))
         return -1;
+    if (check_work(c, (double)n + length) || use_state(c, 1)) {
+        free(tok);
+        return -1;
+    }
     rnn_rng rng;
     rnn_rng_seed(&rng, seed);
-    rnn_state_reset(&c->st, cfg);
+    rnn_state_reset(c->st, cfg);
     const int V = cfg->output_size;
     int32_t cur;
     if (n == 0) {
@@ -256,7 +347,7 @@ static int generate(pctx *c, const cJSON *req, cJSON *reply)
         cur = (int32_t)rnn_rng_below(&rng, (uint64_t)V);
     } else {
         for (int i = 0; i + 1 < n; i++)
-            rnn_step(c->m, &c->st, NULL, &tok[i], NULL);
+            rnn_step(c->m, c->st, NULL, &tok[i], NULL);
         cur = tok[n - 1];
     }
     free(tok);
@@ -267,7 +358,7 @@ static int generate(pctx *c, const cJSON *req, cJSON *reply)
     if (n == 0)
         p += (size_t)rnn_vocab_char(c->meta->vocab, cur, buf + p);
     for (int k = 0; k < length; k++) {
-        rnn_step(c->m, &c->st, NULL, &cur, c->out);
+        rnn_step(c->m, c->st, NULL, &cur, c->out);
         cur = sample(c->out, V, temperature, &rng);
         int w = rnn_vocab_char(c->meta->vocab, cur, ch);
         memcpy(buf + p, ch, (size_t)w);
@@ -317,35 +408,142 @@ static int check_request(pctx *c, const cJSON *req)
     return 0;
 }
 
-int rnn_predict(const rnn_model *m, const rnn_meta *meta, const char *name, long version,
-                const char *req, size_t len, const rnn_limits *lim_in, char **reply, int *status,
-                rnn_err *err)
+rnn_predictor *rnn_predictor_new(void) { return rnn_xcalloc(1, sizeof(rnn_predictor)); }
+
+static void slot_clear(slot *sl)
+{
+    if (sl->one.h) rnn_state_free(&sl->one);
+    if (sl->many.h) rnn_state_free(&sl->many);
+    memset(sl, 0, sizeof *sl);
+}
+
+void rnn_predictor_free(rnn_predictor *p)
+{
+    if (!p)
+        return;
+    for (int i = 0; i < SLOTS; i++) slot_clear(&p->slots[i]);
+    free(p->x);
+    free(p->out);
+    free(p->cur);
+    free(p->tok);
+    free(p);
+}
+
+/* Points c at m's slot (the least recently used one is given up for a new
+ * model) and at rows of x and out for B sequences. */
+static int predictor_fit(pctx *c, int B)
+{
+    rnn_predictor *p = c->p;
+    slot *sl = &p->slots[0];
+    for (int i = 0; i < SLOTS; i++) {
+        if (p->slots[i].serial == c->m->serial) {
+            sl = &p->slots[i];
+            break;
+        }
+        if (p->slots[i].used < sl->used) sl = &p->slots[i];
+    }
+    if (sl->serial != c->m->serial) {
+        slot_clear(sl);
+        sl->serial = c->m->serial;
+    }
+    sl->used = ++p->clock;
+    c->sl = sl;
+    const size_t X = (size_t)c->m->cfg.input_size, O = (size_t)c->m->cfg.output_size;
+    if ((size_t)B > p->rows || X > p->xw || O > p->ow) {
+        const size_t n = (size_t)B > p->rows ? (size_t)B : p->rows;
+        const size_t xw = X > p->xw ? X : p->xw, ow = O > p->ow ? O : p->ow;
+        free(p->x);
+        free(p->out);
+        free(p->cur);
+        free(p->tok);
+        p->x = rnn_falloc(n * xw);
+        p->out = rnn_falloc(n * ow);
+        p->cur = rnn_xcalloc(n, sizeof *p->cur);
+        p->tok = rnn_xcalloc(n, sizeof *p->tok);
+        p->rows = p->x && p->out && p->cur && p->tok ? n : 0;
+        p->xw = p->rows ? xw : 0;
+        p->ow = p->rows ? ow : 0;
+        if (!p->rows)
+            return bad(c, 500, "out of memory");
+    }
+    c->x = p->x;
+    c->out = p->out;
+    return 0;
+}
+
+/* The sequences of the request as rows: one batched pass when they are all
+ * as long, else one pass each. */
+static int predict_sequences(pctx *c, const cJSON *rq, const cJSON *seqs, cJSON *out)
+{
+    if (!cJSON_IsArray(seqs))
+        return bad(c, 400, "sequences: must be an array of sequences");
+    const int n = cJSON_GetArraySize(seqs);
+    if (n < 1)
+        return bad(c, 422, "sequences: empty");
+    if (n > c->lim->max_batch)
+        return bad(c, 413, "sequences: %d sequences, the limit is %d (max_batch)", n,
+                   c->lim->max_batch);
+    row *rows = rnn_xcalloc((size_t)n, sizeof *rows);
+    cJSON **objs = rnn_xcalloc((size_t)n, sizeof *objs);
+    int rc = rows && objs ? 0 : bad(c, 500, "out of memory");
+    cJSON *arr = cJSON_AddArrayToObject(out, "predictions");
+    int i = 0, equal = 1;
+    for (const cJSON *s = seqs->child; !rc && s; s = s->next, i++) {
+        rows[i].seq = s;
+        snprintf(rows[i].path, sizeof rows[i].path, "sequences[%d]", i);
+        rc = read_row(c, &rows[i]);
+        equal = equal && rows[i].T == rows[0].T;
+        cJSON_AddItemToArray(arr, objs[i] = cJSON_CreateObject());
+    }
+    double steps = (double)n * forecast_steps(rq);
+    for (i = 0; !rc && i < n; i++) steps += rows[i].T;
+    if (!rc && (check_work(c, steps) || predictor_fit(c, equal ? n : 1)))
+        rc = -1;
+    if (!rc && equal)
+        rc = predict_rows(c, rows, n, rq, objs);
+    for (i = 0; !rc && !equal && i < n; i++)
+        rc = predict_rows(c, &rows[i], 1, rq, &objs[i]);
+    for (i = 0; rows && i < n; i++) free(rows[i].tok);
+    free(rows);
+    free(objs);
+    return rc;
+}
+
+/* Compact JSON and a newline, so that curl's output ends its line. */
+static char *reply_text(cJSON *o, size_t *len)
+{
+    char *s = cJSON_PrintUnformatted(o);
+    if (!s)
+        return NULL;
+    size_t n = strlen(s);
+    char *t = realloc(s, n + 2);
+    if (!t) {
+        free(s);
+        return NULL;
+    }
+    t[n] = '\n';
+    t[n + 1] = 0;
+    *len = n + 1;
+    return t;
+}
+
+int rnn_predict_json(rnn_predictor *p, const rnn_model *m, const rnn_meta *meta, const char *name,
+                     long version, const cJSON *rq, const rnn_limits *lim_in, char **reply,
+                     size_t *reply_len, int *status, rnn_err *err)
 {
     rnn_limits dl;
     rnn_limits_default(&dl);
-    pctx c = {.m = m, .meta = meta, .lim = lim_in ? lim_in : &dl, .status = 0, .err = err};
+    pctx c = {.m = m, .meta = meta, .lim = lim_in ? lim_in : &dl, .status = 0, .err = err, .p = p};
     *reply = NULL;
-    cJSON *rq = cJSON_ParseWithLength(req, len);
     cJSON *out = NULL;
     int rc = -1;
-    if (!rq) {
-        bad(&c, 400, "request is not valid JSON");
-        goto done;
-    }
     if (!cJSON_IsObject(rq)) {
         bad(&c, 400, "request must be a JSON object");
         goto done;
     }
     if (check_request(&c, rq))
         goto done;
-    if (rnn_state_init(&c.st, &m->cfg, 1)) {
-        bad(&c, 500, "out of memory");
-        goto done;
-    }
-    c.x = rnn_falloc((size_t)m->cfg.input_size);
-    c.out = rnn_falloc((size_t)m->cfg.output_size);
-    out = cJSON_CreateObject();
-    if (!c.x || !c.out || !out) {
+    if (!(out = cJSON_CreateObject())) {
         bad(&c, 500, "out of memory");
         goto done;
     }
@@ -359,58 +557,56 @@ int rnn_predict(const rnn_model *m, const rnn_meta *meta, const char *name, long
             bad(&c, 400, "a charlm model takes {\"text\": prefix, \"length\": N}, not sequences");
             goto done;
         }
-        if (generate(&c, rq, out))
+        if (predictor_fit(&c, 1) || generate(&c, rq, out))
             goto done;
     } else if (seq && seqs) {
         bad(&c, 400, "give either sequence or sequences, not both");
         goto done;
     } else if (seq) {
-        if (predict_one(&c, seq, "sequence", rq, out))
+        row r = {.seq = seq, .path = "sequence"};
+        int e = read_row(&c, &r) || check_work(&c, (double)r.T + forecast_steps(rq)) ||
+                predictor_fit(&c, 1) || predict_rows(&c, &r, 1, rq, &out);
+        free(r.tok);
+        if (e)
             goto done;
     } else if (seqs) {
-        if (!cJSON_IsArray(seqs)) {
-            bad(&c, 400, "sequences: must be an array of sequences");
+        if (predict_sequences(&c, rq, seqs, out))
             goto done;
-        }
-        int n = cJSON_GetArraySize(seqs);
-        if (n < 1) {
-            bad(&c, 422, "sequences: empty");
-            goto done;
-        }
-        if (n > c.lim->max_batch) {
-            bad(&c, 413, "sequences: %d sequences, the limit is %d (max_batch)", n, c.lim->max_batch);
-            goto done;
-        }
-        cJSON *arr = cJSON_AddArrayToObject(out, "predictions");
-        int i = 0;
-        char path[32];
-        for (const cJSON *s = seqs->child; s; s = s->next, i++) {
-            cJSON *o = cJSON_CreateObject();
-            cJSON_AddItemToArray(arr, o);
-            snprintf(path, sizeof path, "sequences[%d]", i);
-            if (predict_one(&c, s, path, rq, o))
-                goto done;
-        }
     } else {
         bad(&c, 400, "sequence: missing (or sequences for a batch)");
         goto done;
     }
-    *reply = cJSON_PrintUnformatted(out);
-    if (!*reply) {
+    if (!(*reply = reply_text(out, reply_len))) {
         bad(&c, 500, "out of memory");
         goto done;
     }
     rc = 0;
 done:
-    if (rc)
-        *status = c.status ? c.status : 400;
-    else
-        *status = 200;
+    *status = rc ? (c.status ? c.status : 400) : 200;
     cJSON_Delete(out);
+    return rc;
+}
+
+int rnn_predict(const rnn_model *m, const rnn_meta *meta, const char *name, long version,
+                const char *req, size_t len, const rnn_limits *lim, char **reply, int *status,
+                rnn_err *err)
+{
+    cJSON *rq = cJSON_ParseWithLength(req, len);
+    if (!rq) {
+        *reply = NULL;
+        *status = 400;
+        snprintf(err->msg, sizeof err->msg, "request is not valid JSON");
+        return -1;
+    }
+    rnn_predictor *p = rnn_predictor_new();
+    size_t n;
+    int rc = p ? rnn_predict_json(p, m, meta, name, version, rq, lim, reply, &n, status, err) : -1;
+    if (!p) {
+        *reply = NULL;
+        *status = 500;
+        snprintf(err->msg, sizeof err->msg, "out of memory");
+    }
+    rnn_predictor_free(p);
     cJSON_Delete(rq);
-    free(c.x);
-    free(c.out);
-    if (c.st.h)
-        rnn_state_free(&c.st);
     return rc;
 }

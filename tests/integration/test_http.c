@@ -22,6 +22,59 @@
 
 /* ------------------------------------------------------------------ tests */
 
+/* Does got match want: strings equal, numbers within rel (relative, at least
+ * 1 absolute), arrays and objects element by element? where names the first
+ * difference. */
+static int json_close(const cJSON *got, const cJSON *want, double rel, char *where, size_t n)
+{
+    if (cJSON_IsNumber(want)) {
+        if (cJSON_IsNumber(got) &&
+            fabs(got->valuedouble - want->valuedouble) <= rel * fmax(1, fabs(want->valuedouble)))
+            return 1;
+    } else if (cJSON_IsString(want)) {
+        if (cJSON_IsString(got) && !strcmp(got->valuestring, want->valuestring))
+            return 1;
+    } else if (cJSON_IsArray(want) || cJSON_IsObject(want)) {
+        if (cJSON_IsArray(want) ? !cJSON_IsArray(got) : !cJSON_IsObject(got))
+            goto differ;
+        if (cJSON_IsArray(want) && cJSON_GetArraySize(got) != cJSON_GetArraySize(want))
+            goto differ;
+        int i = 0;
+        for (const cJSON *w = want->child, *g = got->child; w; w = w->next, i++) {
+            const cJSON *gi = cJSON_IsArray(want) ? g : cJSON_GetObjectItemCaseSensitive(got, w->string);
+            char sub[64];
+            if (cJSON_IsArray(want)) {
+                snprintf(sub, sizeof sub, "[%d]", i);
+                g = g->next;
+            } else {
+                snprintf(sub, sizeof sub, ".%s", w->string);
+            }
+            if (!gi || !json_close(gi, w, rel, where, n)) {
+                size_t k = strlen(sub);
+                memmove(where + k, where, strnlen(where, n - k - 1) + 1);
+                memcpy(where, sub, k);
+                return 0;
+            }
+        }
+        return 1;
+    } else if (cJSON_Compare(got, want, 1)) {
+        return 1;
+    }
+differ:;
+    char *a = cJSON_PrintUnformatted(got), *b = cJSON_PrintUnformatted(want);
+    snprintf(where, n, ": %.80s, want %.80s", a ? a : "(none)", b ? b : "?");
+    free(a);
+    free(b);
+    return 0;
+}
+
+#define ASSERT_JSON_CLOSE(got, want, rel, what)                                  \
+    do {                                                                         \
+        char where_[400] = "";                                                   \
+        ck_assert_msg(json_close((got), (want), (rel), where_, sizeof where_),   \
+                      "%s: reply%s", (what), where_);                            \
+    } while (0)
+
 START_TEST(test_predict_each_task)
 {
     static const char *const pairs[][2] = {
@@ -37,20 +90,13 @@ START_TEST(test_predict_each_task)
         cJSON *want = cJSON_Parse(t);
         ck_assert_str_eq(cJSON_GetObjectItem(got, "model")->valuestring, pairs[k][1]);
         ck_assert_int_eq((int)num(got, "version"), 1);
-        /* the same answer as PyTorch, over HTTP */
-        for (const cJSON *f = want->child; f; f = f->next) {
-            if (!strcmp(f->string, "model")) continue;
-            const cJSON *g = cJSON_GetObjectItem(got, f->string);
-            ck_assert_msg(g, "%s: reply has no %s", pairs[k][1], f->string);
-            char *a = cJSON_PrintUnformatted(g), *b = cJSON_PrintUnformatted(f);
-            if (cJSON_IsString(f)) {
-                ck_assert_str_eq(a, b);
-            } else if (cJSON_IsNumber(f)) {
-                ck_assert_msg(fabs(g->valuedouble - f->valuedouble) <= 1e-5 * fmax(1, fabs(f->valuedouble)),
-                              "%s %s: %s vs %s", pairs[k][1], f->string, a, b);
-            }
-            free(a); free(b);
-        }
+        /* the same answer as PyTorch, over HTTP: every field, arrays
+         * (predictions, forecasts, outputs, probabilities) element by element */
+        cJSON_DeleteItemFromObject(want, "model");
+        cJSON_DeleteItemFromObject(want, "version");
+        ASSERT_JSON_CLOSE(got, want, 1e-5, pairs[k][1]);
+        ck_assert_msg(r.len > 0 && r.body[r.len - 1] == '\n', "%s: reply does not end its line",
+                      pairs[k][1]);
         printf("  predict %-6s -> %.120s\n", pairs[k][1], r.body);
         cJSON_Delete(got); cJSON_Delete(want);
         free(t); free(req); free(r.body);
@@ -70,6 +116,124 @@ START_TEST(test_predict_each_task)
 }
 END_TEST
 
+
+/* The daemon's log so far (a static buffer). */
+static const char *read_text_tail(void)
+{
+    static char buf[1 << 16];
+    FILE *f = fopen(log_path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    buf[n] = 0;
+    if (f) fclose(f);
+    return buf;
+}
+
+/* A "sequences" body for model name: n sequences of X features, sequence i
+ * of T(i) steps, values from a fixed formula; extra is more keys or "". */
+static char *sequences_body(const char *name, int X, int n, int (*T)(int), const char *extra)
+{
+    size_t cap = 1 << 20, len = 0;
+    char *b = malloc(cap);
+    len += (size_t)snprintf(b + len, cap - len, "{\"model\": \"%s\"%s, \"sequences\": [", name, extra);
+    for (int i = 0; i < n; i++) {
+        len += (size_t)snprintf(b + len, cap - len, "%s[", i ? ", " : "");
+        for (int t = 0; t < T(i); t++) {
+            len += (size_t)snprintf(b + len, cap - len, "%s%s", t ? ", " : "", X > 1 ? "[" : "");
+            for (int k = 0; k < X; k++)
+                len += (size_t)snprintf(b + len, cap - len, "%s%.4f", k ? ", " : "",
+                                        sin(0.37 * i + 0.91 * t + 1.3 * k));
+            len += (size_t)snprintf(b + len, cap - len, "%s", X > 1 ? "]" : "");
+        }
+        len += (size_t)snprintf(b + len, cap - len, "]");
+    }
+    snprintf(b + len, cap - len, "]}");
+    return b;
+}
+
+static int twelve(int i) { (void)i; return 12; }
+static int mixed(int i) { return 5 + 4 * (i % 2); }
+
+/* Equal-length "sequences" run as one batched pass (rows of one rnn_step),
+ * others one by one: either way each reply equals the sequence sent alone. */
+START_TEST(test_predict_batched)
+{
+    static const struct { const char *name, *extra; int X; } ms[] = {
+        {"wave", ", \"steps\": 4, \"return_sequences\": true", 1},
+        {"steps", ", \"return_sequences\": true", 3},
+        {"kind", "", 3},
+    };
+    int (*const shapes[])(int) = {twelve, mixed};
+    for (size_t k = 0; k < sizeof ms / sizeof ms[0]; k++)
+        for (int sh_ = 0; sh_ < 2; sh_++) {
+            const int n = 8; /* the test daemon's max_batch */
+            char *body = sequences_body(ms[k].name, ms[k].X, n, shapes[sh_], ms[k].extra);
+            resp r = post("/predict", body);
+            ck_assert_msg(r.status == 200, "%s: %ld %s", ms[k].name, r.status, r.body);
+            ck_assert(r.body[r.len - 1] == '\n');
+            cJSON *all = json_of(&r);
+            cJSON *preds = cJSON_GetObjectItem(all, "predictions");
+            ck_assert_int_eq(cJSON_GetArraySize(preds), n);
+            /* each sequence alone: the request with only it */
+            cJSON *req = cJSON_Parse(body);
+            cJSON *seqs = cJSON_DetachItemFromObject(req, "sequences");
+            for (int i = 0; i < n; i++) {
+                cJSON_AddItemToObject(req, "sequence", cJSON_Duplicate(cJSON_GetArrayItem(seqs, i), 1));
+                char *one = cJSON_PrintUnformatted(req);
+                resp r1 = post("/predict", one);
+                ck_assert_int_eq(r1.status, 200);
+                cJSON *want = json_of(&r1);
+                cJSON_DeleteItemFromObject(want, "model");
+                cJSON_DeleteItemFromObject(want, "version");
+                char what[64];
+                snprintf(what, sizeof what, "%s %s sequences[%d]", ms[k].name,
+                         sh_ ? "mixed lengths" : "batched", i);
+                ASSERT_JSON_CLOSE(cJSON_GetArrayItem(preds, i), want, 1e-6, what);
+                cJSON_Delete(want);
+                free(r1.body);
+                free(one);
+                cJSON_DeleteItemFromObject(req, "sequence");
+            }
+            cJSON_Delete(seqs);
+            cJSON_Delete(req);
+            cJSON_Delete(all);
+            free(r.body);
+            free(body);
+        }
+}
+END_TEST
+
+/* The work of one prediction is bounded before it runs: 413 naming
+ * max_predict_work, and the server answers the next request at once. */
+START_TEST(test_predict_work_bound)
+{
+    stop_daemon();
+    start_daemon("--max-predict-work 200000");
+    resp m = get("/models/wave");
+    cJSON *mo = json_of(&m);
+    const double params = num(mo, "parameters");
+    cJSON_Delete(mo);
+    free(m.body);
+    /* just under the bound runs; steps x sequences over it is refused */
+    const int fit = (int)(200000 / params);
+    char *body = sequences_body("wave", 1, 1, twelve, "");
+    resp r = post("/predict", body);
+    ck_assert_int_eq(r.status, 200);
+    free(r.body);
+    free(body);
+    char req[200];
+    snprintf(req, sizeof req, "{\"model\": \"wave\", \"sequence\": [0.5], \"steps\": %d}", fit + 1);
+    expect_error(post("/predict", req), 413, "max_predict_work");
+    snprintf(req, sizeof req, "{\"model\": \"wave\", \"sequence\": [0.5], \"steps\": %d}", fit - 1);
+    r = post("/predict", req);
+    ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body);
+    free(r.body);
+    body = sequences_body("wave", 1, 8, twelve, ", \"steps\": 1500");
+    expect_error(post("/predict", body), 413, "max_predict_work");
+    free(body);
+    expect_error(post("/predict", "{\"model\": \"chars\", \"text\": \"a\", \"length\": 1900}"), 413,
+                 "max_predict_work");
+}
+END_TEST
 
 #define SINE_JOB(name, epochs, samples) \
     "{\"model\": \"" name "\", \"cell\": \"gru\", \"hidden\": 8, \"data\": {\"generator\": \"sine\", " \
@@ -122,6 +286,13 @@ START_TEST(test_job_life_and_swap)
     ck_assert_int_eq(r.status, 200);
     ck_assert(strstr(r.body, "<svg id=\"chart\""));
     free(r.body);
+    /* a reload leaves the files the jobs saved alone: no new version */
+    kill(pid, SIGHUP);
+    for (int i = 0; i < 100 && !strstr(read_text_tail(), "SIGHUP"); i++) msleep(10);
+    r = get("/models/fresh");
+    o = json_of(&r);
+    ck_assert_int_eq((int)num(o, "version"), 2);
+    cJSON_Delete(o); free(r.body);
 }
 END_TEST
 
@@ -496,6 +667,8 @@ Suite *http_suite(void)
     tcase_set_timeout(tc, 180);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_predict_each_task);
+    tcase_add_test(tc, test_predict_batched);
+    tcase_add_test(tc, test_predict_work_bound);
     tcase_add_test(tc, test_job_life_and_swap);
     tcase_add_test(tc, test_cancel_queue_and_429);
     tcase_add_test(tc, test_swap_under_load);
