@@ -432,7 +432,16 @@ START_TEST(test_error_paths)
     r = http("POST", "/healthz", "{}", 2, NULL, NULL);
     ck_assert_str_eq(r.allow, "GET");
     expect_error(r, 405, "not allowed");
+    /* the route table's Allow: every method a path has */
+    r = http("PUT", "/train", NULL, 0, NULL, NULL);
+    ck_assert_str_eq(r.allow, "GET, POST");
+    expect_error(r, 405, "not allowed");
+    r = http("POST", "/train/3", "{}", 2, NULL, NULL);
+    ck_assert_str_eq(r.allow, "GET, DELETE");
+    expect_error(r, 405, "not allowed");
     expect_error(get("/nowhere"), 404, "no such endpoint");
+    expect_error(get("/models/"), 404, "no such endpoint");
+    expect_error(get("/healthz/x"), 404, "no such endpoint");
     expect_error(get("/train/999"), 404, "no job");
     expect_error(post("/train", "{\"model\": \"x\", \"data\": {\"generator\": \"sine\"}, \"hidden\": -1}"), 422, "hidden");
     expect_error(post("/train", "{\"data\": {\"generator\": \"sine\"}}"), 422, "model: missing");
@@ -469,6 +478,10 @@ START_TEST(test_auth_token)
     ck_assert_int_eq(r.status, 202);
     free(r.body);
     r = http("GET", "/admin/loss?model=wave", NULL, 0, NULL, "s3cret");
+    ck_assert_int_eq(r.status, 200);
+    free(r.body);
+    /* the scheme is case-insensitive (RFC 9110) */
+    r = http("GET", "/admin/loss?model=wave", NULL, 0, NULL, "bearer s3cret");
     ck_assert_int_eq(r.status, 200);
     free(r.body);
     /* predictions and health stay open */

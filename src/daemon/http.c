@@ -1,0 +1,362 @@
+/*
+ * The HTTP layer: replies and their error shape, body checks, the route
+ * table's dispatch, and the libmicrohttpd callbacks. libmicrohttpd runs its
+ * polling thread and a pool of `http_threads` threads (poll); every request
+ * gets a `req` in *req_cls on its first call, its body is appended there up
+ * to `max_body_bytes` (beyond that the rest is read and dropped, and the
+ * answer is 413), and the completion callback logs one line, counts metrics
+ * and frees it.
+ */
+#include "http.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ------------------------------------------------------------------ responses */
+
+/* While draining, every answer closes its connection, so keep-alive
+ * clients do not hold the server open. */
+static answer queue(struct MHD_Connection *c, req *r, int status, struct MHD_Response *resp)
+{
+    if (atomic_load(&S.draining))
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    r->status = status;
+    enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+answer send_text(struct MHD_Connection *c, req *r, int status, const char *type,
+                                 char *body, size_t len)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    return queue(c, r, status, resp);
+}
+
+/* The reply text of o, which it deletes: compact JSON and a newline, so that
+ * curl's output ends its line. NULL when out of memory. */
+char *json_text(cJSON *o)
+{
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!s)
+        return NULL;
+    size_t n = strlen(s);
+    char *t = realloc(s, n + 2);
+    if (!t) {
+        free(s);
+        return NULL;
+    }
+    t[n] = '\n';
+    t[n + 1] = 0;
+    return t;
+}
+
+answer send_json(struct MHD_Connection *c, req *r, int status, cJSON *o)
+{
+    return send_json_header(c, r, status, o, NULL, NULL);
+}
+
+static const char *code_of(int status)
+{
+    switch (status) {
+    case 400: return "bad_request";
+    case 401: return "unauthorized";
+    case 404: return "not_found";
+    case 405: return "method_not_allowed";
+    case 409: return "conflict";
+    case 413: return "too_large";
+    case 415: return "unsupported_media_type";
+    case 422: return "invalid";
+    case 429: return "queue_full";
+    case 503: return "unavailable";
+    default: return "internal";
+    }
+}
+
+answer send_json_header(struct MHD_Connection *c, req *r, int status, cJSON *o, const char *hname,
+                       const char *hvalue)
+{
+    char *s = json_text(o);
+    struct MHD_Response *resp = s ? MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE) : NULL;
+    if (!resp) {
+        free(s);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    if (hname)
+        MHD_add_response_header(resp, hname, hvalue);
+    return queue(c, r, status, resp);
+}
+
+static cJSON *error_json(int status, const char *msg)
+{
+    cJSON *o = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(o, "error");
+    cJSON_AddStringToObject(e, "code", code_of(status));
+    cJSON_AddStringToObject(e, "message", msg);
+    return o;
+}
+
+answer send_error_header(struct MHD_Connection *c, req *r, int status, const char *hname,
+                        const char *hvalue, const char *msg)
+{
+    return send_json_header(c, r, status, error_json(status, msg), hname, hvalue);
+}
+
+answer send_error(struct MHD_Connection *c, req *r, int status, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return send_json(c, r, status, error_json(status, msg));
+}
+
+static answer send_405(struct MHD_Connection *c, req *r, const char *allow)
+{
+    char msg[320];
+    snprintf(msg, sizeof msg, "%s %s is not allowed; allowed: %s", r->method, r->path, allow);
+    return send_error_header(c, r, 405, MHD_HTTP_HEADER_ALLOW, allow, msg);
+}
+
+/* ------------------------------------------------------------------ bodies */
+
+
+static int json_content(struct MHD_Connection *c)
+{
+    const char *t = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (!t)
+        return 0;
+    while (*t == ' ') t++;
+    return strncasecmp(t, "application/json", 16) == 0 && (t[16] == 0 || t[16] == ';' || t[16] == ' ');
+}
+
+/* Depth of JSON nesting, scanned before parsing so a 10 000-deep body is
+ * refused without recursion. */
+static int json_depth(const char *s, size_t n)
+{
+    int d = 0, mx = 0, in_str = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (in_str) {
+            if (ch == '\\') i++;
+            else if (ch == '"') in_str = 0;
+        } else if (ch == '"') {
+            in_str = 1;
+        } else if (ch == '[' || ch == '{') {
+            if (++d > mx) mx = d;
+        } else if (ch == ']' || ch == '}') {
+            d--;
+        }
+    }
+    return mx;
+}
+
+#define MAX_DEPTH 32
+
+int body_checks(struct MHD_Connection *c, req *r, answer *ret)
+{
+    if (!json_content(c)) {
+        *ret = send_error(c, r, 415, "Content-Type must be application/json");
+        return 0;
+    }
+    if (json_depth(r->body ? r->body : "", r->len) > MAX_DEPTH) {
+        *ret = send_error(c, r, 400, "JSON nested deeper than %d levels", MAX_DEPTH);
+        return 0;
+    }
+    return 1;
+}
+
+cJSON *parse_body(struct MHD_Connection *c, req *r, answer *ret)
+{
+    if (!body_checks(c, r, ret))
+        return NULL;
+    cJSON *o = cJSON_ParseWithLength(r->body ? r->body : "", r->len);
+    if (!o) {
+        *ret = send_error(c, r, 400, "request body is not valid JSON");
+        return NULL;
+    }
+    if (!cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        *ret = send_error(c, r, 400, "request body must be a JSON object");
+        return NULL;
+    }
+    return o;
+}
+
+/* ------------------------------------------------------------------ routing */
+
+/* Does path match pattern, segment by segment? "{x}" takes one non-empty
+ * segment, copied into r->args and pointed at by the next r->arg. */
+static int match(const char *pat, const char *path, req *r)
+{
+    int na = 0;
+    size_t used = 0;
+    while (*pat && *path) {
+        if (*pat != '/' || *path != '/')
+            return 0;
+        pat++, path++;
+        const size_t pl = strcspn(pat, "/"), sl = strcspn(path, "/");
+        if (pat[0] == '{') {
+            if (sl == 0 || na == MAX_ARGS || used + sl + 1 > sizeof r->args)
+                return 0;
+            r->arg[na++] = memcpy(r->args + used, path, sl);
+            r->args[used + sl] = 0;
+            used += sl + 1;
+        } else if (pl != sl || strncmp(pat, path, sl)) {
+            return 0;
+        }
+        pat += pl, path += sl;
+    }
+    return !*pat && !*path;
+}
+
+static int method_is(const char *want, const char *m)
+{
+    return !strcmp(want, m) || (!strcmp(want, "GET") && !strcmp(m, "HEAD"));
+}
+
+/* The route for the request's path and method: 404 when no pattern matches
+ * the path, 405 listing the methods of those that do, then who may call it
+ * and the body limit. */
+static answer dispatch(struct MHD_Connection *c, req *r)
+{
+    char allow[64] = "";
+    const route *hit = NULL;
+    for (int i = 0; i < nroutes && !hit; i++) {
+        if (!match(routes[i].pattern, r->path, r))
+            continue;
+        r->route = routes[i].pattern;
+        if (method_is(routes[i].method, r->method))
+            hit = &routes[i];
+        else if (!strstr(allow, routes[i].method))
+            snprintf(allow + strlen(allow), sizeof allow - strlen(allow), "%s%s",
+                     allow[0] ? ", " : "", routes[i].method);
+    }
+    if (!hit && !allow[0])
+        return send_error(c, r, 404, "no such endpoint: %.100s", r->path);
+    if (!hit)
+        return send_405(c, r, allow);
+    if (hit->access != OPEN && !authorized(c))
+        return send_401(c, r, hit->access == PAGE);
+    if (r->too_big)
+        return send_error(c, r, 413, "request body over %ld bytes (max_body_bytes)",
+                          S.cfg.max_body_bytes);
+    return hit->fn(c, r);
+}
+
+/* ------------------------------------------------------------------ libmicrohttpd glue */
+
+enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **req_cls)
+{
+    (void)cls;
+    (void)version;
+    req *r = *req_cls;
+    if (!r) {
+        r = calloc(1, sizeof *r);
+        if (!r)
+            return MHD_NO;
+        r->t0 = rnnd_clock();
+        snprintf(r->method, sizeof r->method, "%s", method);
+        snprintf(r->path, sizeof r->path, "%s", url);
+        r->route = "other";
+        *req_cls = r;
+        atomic_fetch_add(&S.inflight, 1);
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        int *served = ci ? ci->socket_context : NULL;
+        if (served && (*served)++ == 0)
+            atomic_fetch_sub(&S.fresh, 1);
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        if (!r->too_big) {
+            size_t need = r->len + *upload_size;
+            if (need > (size_t)S.cfg.max_body_bytes) {
+                r->too_big = 1;
+                free(r->body);
+                r->body = NULL;
+                r->len = r->cap = 0;
+            } else {
+                if (need + 1 > r->cap) {
+                    size_t nc = r->cap ? r->cap * 2 : 4096;
+                    while (nc < need + 1) nc *= 2;
+                    char *nb = realloc(r->body, nc);
+                    if (!nb)
+                        return MHD_NO;
+                    r->body = nb;
+                    r->cap = nc;
+                }
+                memcpy(r->body + r->len, upload, *upload_size);
+                r->len = need;
+                r->body[r->len] = 0;
+            }
+        }
+        *upload_size = 0; /* consumed, or dropped once over the cap */
+        return MHD_YES;
+    }
+    return dispatch(c, r);
+}
+
+void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)c;
+    req *r = *req_cls;
+    if (!r)
+        return;
+    double dt = rnnd_clock() - r->t0;
+    int level = r->status >= 500 || r->status == 0 ? LOG_WARN : LOG_INFO;
+    rnnd_log(level, "%s %s %d %.3fms%s", r->method, r->path, r->status, dt * 1e3,
+             toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed early)");
+    metrics_request(r->route, r->status, dt);
+    free(r->body);
+    free(r);
+    *req_cls = NULL;
+    atomic_fetch_sub(&S.inflight, 1);
+}
+
+/* Counts connections that have not yet sent a request: a drain waits for
+ * them too, or a client that connected just before SIGTERM would get an
+ * empty reply. */
+void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    (void)cls;
+    (void)c;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        *socket_context = calloc(1, sizeof(int));
+        if (*socket_context)
+            atomic_fetch_add(&S.fresh, 1);
+    } else {
+        int *served = *socket_context;
+        if (served && *served == 0)
+            atomic_fetch_sub(&S.fresh, 1);
+        free(served);
+        *socket_context = NULL;
+    }
+}
+
+void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    msg[strcspn(msg, "\n")] = 0;
+    rnnd_log(LOG_DEBUG, "libmicrohttpd: %s", msg);
+}
+
