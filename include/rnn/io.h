@@ -82,6 +82,9 @@ int rnn_predict(const rnn_model *m, const rnn_meta *meta, const char *name, long
 typedef struct rnn_predictor rnn_predictor;
 rnn_predictor *rnn_predictor_new(void);
 void rnn_predictor_free(rnn_predictor *p);
+/* Of p's last prediction: the sequences it answered, and the passes through
+ * the model that took (1 when they were batched). */
+void rnn_predictor_last(const rnn_predictor *p, int *rows, int *passes);
 /* rnn_predict on a request already parsed (a cJSON object), with p's
  * buffers; *reply_len is the reply's length. Equal-length "sequences" run
  * as one batched pass. */
@@ -89,6 +92,23 @@ struct cJSON;
 int rnn_predict_json(rnn_predictor *p, const rnn_model *m, const rnn_meta *meta, const char *name,
                      long version, const struct cJSON *req, const rnn_limits *lim, char **reply,
                      size_t *reply_len, int *status, rnn_err *err);
+
+/* A streaming session's model state (DESIGN.md, "Streaming sessions"): the
+ * hidden state after `position` steps and the output of the last one. One
+ * request at a time. */
+typedef struct rnn_stream rnn_stream;
+rnn_stream *rnn_stream_new(const rnn_model *m);
+void rnn_stream_free(rnn_stream *s);
+long rnn_stream_position(const rnn_stream *s);
+/* One request of a session into reply (a cJSON object): "sequence", the new
+ * steps, moves the stream on, and reply gets /predict's fields for the
+ * state after them; "steps": N forecasts N ahead from there without moving
+ * it (alone: from the current state). Every step is checked before the
+ * first one runs, so a refused request leaves the stream as it was. m must
+ * be the model the stream was made for. */
+int rnn_stream_json(rnn_predictor *p, rnn_stream *s, const rnn_model *m, const rnn_meta *meta,
+                    const struct cJSON *req, const rnn_limits *lim, struct cJSON *reply,
+                    int *status, rnn_err *err);
 
 #ifdef __cplusplus
 }

@@ -2,9 +2,9 @@
 #ifndef RNND_CLI_H
 #define RNND_CLI_H
 
-#include <stddef.h>
+#include "rnn/version.h"
 
-#define RNND_VERSION "0.1.0"
+#include <stddef.h>
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 

@@ -39,6 +39,8 @@ typedef struct rnnd_config {
     int per_ip_limit;
     int connection_timeout;     /* seconds */
     int drain_timeout;          /* seconds to wait for requests in flight on SIGTERM */
+    int max_sessions;           /* streaming sessions open at once */
+    int session_idle_s;         /* seconds an idle session lives */
 } rnnd_config;
 
 void rnnd_config_defaults(rnnd_config *c);
@@ -149,8 +151,11 @@ void pool_stop_all(job_pool *p);
 /* ------------------------------------------------------------------ metrics */
 
 void metrics_request(const char *route, int status, double seconds);
-/* Appends the Prometheus text of the metrics to a buffer (caller frees). */
-char *metrics_render(registry *r, job_pool *p);
+/* One prediction of model: the sequences it answered and the passes
+ * through the model they took (inference count vs executions). */
+void metrics_inference(const char *model, int sequences, int passes);
+/* The Prometheus text of the metrics (caller frees); sessions: open now. */
+char *metrics_render(registry *r, job_pool *p, int sessions);
 
 /* ------------------------------------------------------------------ server */
 

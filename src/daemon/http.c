@@ -204,6 +204,7 @@ static int match(const char *pat, const char *path, req *r)
 {
     int na = 0;
     size_t used = 0;
+    memset(r->arg, 0, sizeof r->arg);
     while (*pat && *path) {
         if (*pat != '/' || *path != '/')
             return 0;

@@ -92,7 +92,32 @@ typedef struct route {
 extern const route routes[];
 extern const int nroutes;
 
-/* Sessions and the Open Inference Protocol (sessions.c, kserve.c). */
+/* ------------------------------------------------------------------ sessions (sessions.c) */
+
+typedef struct session session;
+sessions *sessions_new(void);
+void sessions_free(sessions *t);
+/* A new session on model version m (which it references) under id, or a
+ * random id when NULL; NULL with *status 429 (max sessions open), 409 (id
+ * taken) or 503, and err. The caller holds a reference. */
+session *session_open(sessions *t, const char *id, served_model *m, int max, int *status,
+                      char *err, size_t errlen);
+session *session_get(sessions *t, const char *id);     /* a reference, or NULL */
+void session_release(session *s);
+int session_end(sessions *t, const char *id);          /* -1: no such session */
+/* Ends sessions idle for more than idle_s; returns how many. */
+int sessions_expire(sessions *t, double idle_s);
+int sessions_count(sessions *t);
+const char *session_id(const session *s);
+served_model *session_model(const session *s);
+long session_position(session *s);
+/* One request's steps through the session (rnn_stream_json) into reply. */
+int session_run(session *s, const cJSON *body, cJSON *reply, int *status, rnn_err *err);
+/* The model a request body names, or the only one loaded; else answers
+ * the error itself and returns NULL. A reference. */
+served_model *model_of_request(struct MHD_Connection *c, req *r, const cJSON *o, answer *ret);
+
+/* Routes of sessions and of the Open Inference Protocol (sessions.c, kserve.c). */
 answer do_session_open(struct MHD_Connection *c, req *r);
 answer do_session_step(struct MHD_Connection *c, req *r);
 answer do_session_get(struct MHD_Connection *c, req *r);

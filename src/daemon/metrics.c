@@ -18,6 +18,24 @@ static struct { char route[32]; int status; unsigned long long n; } series[MAX_S
 static int nseries;
 static unsigned long long hist[NB + 1], hist_count;
 static double hist_sum;
+#define MAX_MODELS_SEEN 64
+static struct { char model[65]; unsigned long long requests, inferences, executions; } per_model[MAX_MODELS_SEEN];
+static int nmodels;
+
+void metrics_inference(const char *model, int sequences, int passes)
+{
+    pthread_mutex_lock(&lock);
+    int i = 0;
+    while (i < nmodels && strcmp(per_model[i].model, model)) i++;
+    if (i == nmodels && nmodels < MAX_MODELS_SEEN)
+        snprintf(per_model[nmodels++].model, sizeof per_model[0].model, "%s", model);
+    if (i < nmodels) {
+        per_model[i].requests++;
+        per_model[i].inferences += (unsigned long long)sequences;
+        per_model[i].executions += (unsigned long long)passes;
+    }
+    pthread_mutex_unlock(&lock);
+}
 
 void metrics_request(const char *route, int status, double seconds)
 {
@@ -58,7 +76,7 @@ static void put(buf *b, const char *fmt, ...)
     }
 }
 
-char *metrics_render(registry *r, job_pool *p)
+char *metrics_render(registry *r, job_pool *p, int sessions)
 {
     buf b = {0};
     put(&b, "# HELP rnnd_http_requests_total HTTP requests by route and status.\n"
@@ -77,7 +95,22 @@ char *metrics_render(registry *r, job_pool *p)
     put(&b, "rnnd_http_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n", hist_count);
     put(&b, "rnnd_http_request_duration_seconds_sum %.6f\n", hist_sum);
     put(&b, "rnnd_http_request_duration_seconds_count %llu\n", hist_count);
+    /* as Triton names them: requests, sequences (inference count) and passes
+     * through the model (execution count); their ratio is the batch size */
+    static const struct { const char *name, *help; } pm[] = {
+        {"rnnd_model_requests_total", "Prediction requests answered, by model."},
+        {"rnnd_model_inference_count", "Sequences predicted, by model."},
+        {"rnnd_model_execution_count", "Passes through the model (a batch is one), by model."},
+    };
+    for (int k = 0; k < 3; k++) {
+        put(&b, "# HELP %s %s\n# TYPE %s counter\n", pm[k].name, pm[k].help, pm[k].name);
+        for (int i = 0; i < nmodels; i++)
+            put(&b, "%s{model=\"%s\"} %llu\n", pm[k].name, per_model[i].model,
+                k == 0 ? per_model[i].requests : k == 1 ? per_model[i].inferences : per_model[i].executions);
+    }
     pthread_mutex_unlock(&lock);
+    put(&b, "# HELP rnnd_sessions_active Streaming sessions open.\n# TYPE rnnd_sessions_active gauge\n"
+            "rnnd_sessions_active %d\n", sessions);
     int counts[5];
     pool_counts(p, counts);
     put(&b, "# HELP rnnd_jobs Training jobs by state.\n# TYPE rnnd_jobs gauge\n");

@@ -48,14 +48,7 @@ static answer do_predict(struct MHD_Connection *c, req *r)
     cJSON *o = parse_body(c, r, &ret);
     if (!o)
         return ret;
-    const cJSON *mn = cJSON_GetObjectItemCaseSensitive(o, "model");
-    served_model *s = NULL;
-    if (mn && !cJSON_IsString(mn))
-        ret = send_error(c, r, 400, "model: must be a string");
-    else if (mn && !(s = registry_get(S.reg, mn->valuestring)))
-        ret = send_error(c, r, 404, "model \"%.64s\" is not loaded", mn->valuestring);
-    else if (!mn && !(s = registry_only(S.reg)))
-        ret = send_error(c, r, 400, "model: missing (more than one model is loaded)");
+    served_model *s = model_of_request(c, r, o, &ret);
     rnn_predictor *p = s ? thread_predictor() : NULL;
     if (s && !p)
         ret = send_error(c, r, 503, "out of memory");
@@ -68,8 +61,12 @@ static answer do_predict(struct MHD_Connection *c, req *r)
         if (rnn_predict_json(p, &s->m, &s->meta, s->name, s->version, o, &lim, &reply, &len,
                              &status, &err))
             ret = send_error(c, r, status, "%s", err.msg);
-        else
+        else {
+            int rows, passes;
+            rnn_predictor_last(p, &rows, &passes);
+            metrics_inference(s->name, rows, passes);
             ret = send_text(c, r, 200, "application/json", reply, len);
+        }
     }
     served_release(s);
     cJSON_Delete(o);
@@ -218,7 +215,7 @@ static answer do_readyz(struct MHD_Connection *c, req *r)
 
 static answer do_metrics(struct MHD_Connection *c, req *r)
 {
-    char *s = metrics_render(S.reg, S.pool);
+    char *s = metrics_render(S.reg, S.pool, sessions_count(S.sess));
     if (!s)
         return send_error(c, r, 503, "out of memory");
     return send_text(c, r, 200, "text/plain; version=0.0.4", s, strlen(s));
@@ -328,5 +325,19 @@ const route routes[] = {
     {"/admin", "GET", PAGE, do_admin},
     {"/admin/", "GET", PAGE, do_admin},
     {"/admin/loss", "GET", TOKEN, do_admin_loss},
+    {"/sessions", "GET", OPEN, do_session_list},
+    {"/sessions", "POST", OPEN, do_session_open},
+    {"/sessions/{id}", "GET", OPEN, do_session_get},
+    {"/sessions/{id}", "POST", OPEN, do_session_step},
+    {"/sessions/{id}", "DELETE", OPEN, do_session_delete},
+    {"/v2", "GET", OPEN, do_v2_server},
+    {"/v2/health/live", "GET", OPEN, do_v2_live},
+    {"/v2/health/ready", "GET", OPEN, do_v2_ready},
+    {"/v2/models/{name}", "GET", OPEN, do_v2_model},
+    {"/v2/models/{name}/ready", "GET", OPEN, do_v2_model_ready},
+    {"/v2/models/{name}/infer", "POST", OPEN, do_v2_infer},
+    {"/v2/models/{name}/versions/{version}", "GET", OPEN, do_v2_model},
+    {"/v2/models/{name}/versions/{version}/ready", "GET", OPEN, do_v2_model_ready},
+    {"/v2/models/{name}/versions/{version}/infer", "POST", OPEN, do_v2_infer},
 };
 const int nroutes = sizeof routes / sizeof routes[0];

@@ -68,7 +68,8 @@ int rnnd_serve_main(const rnnd_config *cfg)
         rnnd_log(LOG_WARN, "model_dir %s: %s", cfg->model_dir, strerror(errno));
     int n = registry_load_dir(S.reg, cfg->model_dir);
     S.pool = pool_new(&S.cfg, S.reg);
-    if (!S.reg || !S.pool) {
+    S.sess = sessions_new();
+    if (!S.reg || !S.pool || !S.sess) {
         rnnd_log(LOG_ERROR, "cannot start the training workers");
         return 1;
     }
@@ -123,9 +124,14 @@ int rnnd_serve_main(const rnnd_config *cfg)
              n, n == 1 ? "" : "s", cfg->http_threads, cfg->train_workers);
     notify("READY=1");
 
-    while (!got_term) {
+    for (int tick = 1; !got_term; tick++) {
         struct timespec ts = {0, 50 * 1000 * 1000};
         nanosleep(&ts, NULL);
+        if (tick % 20 == 0) {
+            int k = sessions_expire(S.sess, cfg->session_idle_s);
+            if (k)
+                rnnd_log(LOG_INFO, "%d idle session%s ended (session_idle_s)", k, k == 1 ? "" : "s");
+        }
         if (got_hup) {
             got_hup = 0;
             notify("RELOADING=1");
@@ -174,6 +180,7 @@ int rnnd_serve_main(const rnnd_config *cfg)
         quiet = atomic_load(&S.inflight) > 0 || atomic_load(&S.fresh) > 0 ? 0 : quiet + 1;
     }
     MHD_stop_daemon(S.d);
+    sessions_free(S.sess);
     pool_free(S.pool);
     registry_free(S.reg);
     rnnd_log(LOG_INFO, "stopped");

@@ -41,6 +41,7 @@ struct rnn_predictor {
     const cJSON **cur;      /* (rows) the next step of each sequence */
     int32_t *tok;           /* (rows) the tokens of a step */
     size_t rows, xw, ow;    /* rows of x and out, X and O they were made for */
+    int last_rows, last_passes; /* of the last prediction: sequences, batched passes */
 };
 
 typedef struct pctx {
@@ -252,23 +253,24 @@ static void reply_output(pctx *c, const float *o, cJSON *obj)
         cJSON_AddItemToArray(pr, cJSON_CreateNumber(exp(o[k] - o[best]) / sum));
 }
 
-/* B sequences of equal length through the model as one batched pass (B
- * rows of rnn_step); fills one reply object per row. */
-static int predict_rows(pctx *c, row *rows, int B, const cJSON *req, cJSON *const *obj)
+/* "steps": the forecast asked for, if the model can make one; -1 if not. */
+static int forecast_request(pctx *c, const cJSON *req)
 {
     const rnn_config *cfg = &c->m->cfg;
-    const int O = cfg->output_size, X = cfg->input_size, T = rows[0].T;
-    const cJSON *steps_j = cJSON_GetObjectItemCaseSensitive(req, "steps");
-    const int steps = steps_j ? (int)steps_j->valuedouble : 0;
-    const int retseq = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(req, "return_sequences"));
+    const int steps = forecast_steps(req);
     if (steps > 0 && cfg->task != RNN_TASK_REGRESSION)
         return bad(c, 422, "steps: forecasting needs a regression model");
-    if (steps > 0 && O != X)
+    if (steps > 0 && cfg->output_size != cfg->input_size)
         return bad(c, 422, "steps: forecasting feeds each output back as input, but the model "
-                           "has %d outputs and %d inputs", O, X);
-    if (use_state(c, B))
-        return -1;
-    rnn_state_reset(c->st, cfg);
+                           "has %d outputs and %d inputs", cfg->output_size, cfg->input_size);
+    return steps;
+}
+
+/* The T steps of B rows of equal length through c->st from where it is
+ * (rows of one rnn_step); with retseq, obj[b] gets "outputs". */
+static int run_rows(pctx *c, row *rows, int B, int retseq, cJSON *const *obj)
+{
+    const int O = c->m->cfg.output_size, X = c->m->cfg.input_size, T = rows[0].T;
     int32_t *tok = c->p->tok;
     const cJSON **cur = c->p->cur;
     for (int b = 0; b < B; b++) {
@@ -291,6 +293,14 @@ static int predict_rows(pctx *c, row *rows, int B, const cJSON *req, cJSON *cons
             cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(obj[b], "outputs"),
                                  floats_json(c->out + (size_t)b * O, O, 1));
     }
+    return 0;
+}
+
+/* The replies for the B output rows in c->out, then a forecast of steps
+ * from c->st, each output the next input (this moves the state on). */
+static void finish_rows(pctx *c, int B, int steps, cJSON *const *obj)
+{
+    const int O = c->m->cfg.output_size, X = c->m->cfg.input_size;
     for (int b = 0; b < B; b++) {
         /* outputs, if asked for, go last, as they always have */
         cJSON *outs = cJSON_DetachItemFromObjectCaseSensitive(obj[b], "outputs");
@@ -300,7 +310,6 @@ static int predict_rows(pctx *c, row *rows, int B, const cJSON *req, cJSON *cons
         if (outs)
             cJSON_AddItemToObject(obj[b], "outputs", outs);
     }
-    /* forecasts: each output is the next input */
     for (int k = 0; k < steps; k++) {
         for (int b = 0; b < B; b++)
             cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(obj[b], "forecast"),
@@ -310,6 +319,20 @@ static int predict_rows(pctx *c, row *rows, int B, const cJSON *req, cJSON *cons
             rnn_step(c->m, c->st, c->x, NULL, c->out);
         }
     }
+}
+
+/* B sequences of equal length through the model as one batched pass (B
+ * rows of rnn_step); fills one reply object per row. */
+static int predict_rows(pctx *c, row *rows, int B, const cJSON *req, cJSON *const *obj)
+{
+    const int steps = forecast_request(c, req);
+    const int retseq = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(req, "return_sequences"));
+    if (steps < 0 || use_state(c, B))
+        return -1;
+    rnn_state_reset(c->st, &c->m->cfg);
+    if (run_rows(c, rows, B, retseq, obj))
+        return -1;
+    finish_rows(c, B, steps, obj);
     return 0;
 }
 
@@ -410,6 +433,12 @@ static int check_request(pctx *c, const cJSON *req)
 
 rnn_predictor *rnn_predictor_new(void) { return rnn_xcalloc(1, sizeof(rnn_predictor)); }
 
+void rnn_predictor_last(const rnn_predictor *p, int *rows, int *passes)
+{
+    *rows = p->last_rows;
+    *passes = p->last_passes;
+}
+
 static void slot_clear(slot *sl)
 {
     if (sl->one.h) rnn_state_free(&sl->one);
@@ -499,6 +528,8 @@ static int predict_sequences(pctx *c, const cJSON *rq, const cJSON *seqs, cJSON 
     for (i = 0; !rc && i < n; i++) steps += rows[i].T;
     if (!rc && (check_work(c, steps) || predictor_fit(c, equal ? n : 1)))
         rc = -1;
+    c->p->last_rows = n;
+    c->p->last_passes = equal ? 1 : n;
     if (!rc && equal)
         rc = predict_rows(c, rows, n, rq, objs);
     for (i = 0; !rc && !equal && i < n; i++)
@@ -535,6 +566,7 @@ int rnn_predict_json(rnn_predictor *p, const rnn_model *m, const rnn_meta *meta,
     rnn_limits_default(&dl);
     pctx c = {.m = m, .meta = meta, .lim = lim_in ? lim_in : &dl, .status = 0, .err = err, .p = p};
     *reply = NULL;
+    p->last_rows = p->last_passes = 1;
     cJSON *out = NULL;
     int rc = -1;
     if (!cJSON_IsObject(rq)) {
@@ -584,6 +616,119 @@ int rnn_predict_json(rnn_predictor *p, const rnn_model *m, const rnn_meta *meta,
 done:
     *status = rc ? (c.status ? c.status : 400) : 200;
     cJSON_Delete(out);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ streams */
+
+struct rnn_stream {
+    rnn_state st;           /* B = 1, after `position` steps */
+    float *x, *out;         /* (X); (O) the output of the last step */
+    float *saved;           /* h, c and out, kept while a forecast runs */
+    size_t nstate;          /* floats of h (and of c) */
+    long position;
+};
+
+rnn_stream *rnn_stream_new(const rnn_model *m)
+{
+    rnn_stream *s = rnn_xcalloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    const rnn_config *cfg = &m->cfg;
+    s->nstate = (size_t)cfg->layers * cfg->hidden;
+    s->x = rnn_falloc((size_t)cfg->input_size);
+    s->out = rnn_falloc((size_t)cfg->output_size);
+    s->saved = rnn_falloc(2 * s->nstate + (size_t)cfg->output_size);
+    if (rnn_state_init(&s->st, cfg, 1) || !s->x || !s->out || !s->saved) {
+        rnn_stream_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void rnn_stream_free(rnn_stream *s)
+{
+    if (!s)
+        return;
+    if (s->st.h)
+        rnn_state_free(&s->st);
+    free(s->x);
+    free(s->out);
+    free(s->saved);
+    free(s);
+}
+
+long rnn_stream_position(const rnn_stream *s) { return s->position; }
+
+/* h, c and the last output into saved (save) or back (!save) */
+static void stream_keep(rnn_stream *s, int O, int save)
+{
+    float *h = s->saved, *cs = h + s->nstate, *o = cs + s->nstate;
+    const size_t n = s->nstate * sizeof(float);
+    if (save) {
+        memcpy(h, s->st.h, n);
+        memcpy(cs, s->st.c, n);
+        memcpy(o, s->out, (size_t)O * sizeof(float));
+    } else {
+        memcpy(s->st.h, h, n);
+        memcpy(s->st.c, cs, n);
+        memcpy(s->out, o, (size_t)O * sizeof(float));
+    }
+}
+
+int rnn_stream_json(rnn_predictor *p, rnn_stream *s, const rnn_model *m, const rnn_meta *meta,
+                    const cJSON *rq, const rnn_limits *lim_in, cJSON *reply, int *status,
+                    rnn_err *err)
+{
+    rnn_limits dl;
+    rnn_limits_default(&dl);
+    pctx c = {.m = m, .meta = meta, .lim = lim_in ? lim_in : &dl, .status = 0, .err = err, .p = p};
+    row r = {.path = "sequence"};
+    int rc = -1, steps = 0;
+    if (!cJSON_IsObject(rq)) {
+        bad(&c, 400, "request must be a JSON object");
+        goto done;
+    }
+    if (check_request(&c, rq))
+        goto done;
+    if (cJSON_HasObjectItem(rq, "sequences") || cJSON_HasObjectItem(rq, "text")) {
+        bad(&c, 400, "a session takes \"sequence\": the steps that are new since the last request");
+        goto done;
+    }
+    if ((steps = forecast_request(&c, rq)) < 0)
+        goto done;
+    r.seq = cJSON_GetObjectItemCaseSensitive(rq, "sequence");
+    if (!r.seq && steps == 0) {
+        bad(&c, 400, "sequence: missing (the new steps; or \"steps\": N alone to forecast)");
+        goto done;
+    }
+    if (r.seq ? read_row(&c, &r) : s->position == 0 ? bad(&c, 422, "steps: the session has no "
+                                                         "steps yet to forecast from") : 0)
+        goto done;
+    if (check_work(&c, (double)r.T + steps) || predictor_fit(&c, 1))
+        goto done;
+    /* every step is checked before the first one moves the state */
+    int t = 0;
+    for (const cJSON *st = r.seq && !r.tok ? r.seq->child : NULL; st; st = st->next, t++)
+        if (read_step(&c, st, r.path, t, s->x))
+            goto done;
+    c.st = &s->st;
+    c.x = s->x;
+    c.out = s->out;
+    const int retseq = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rq, "return_sequences"));
+    if (r.seq && run_rows(&c, &r, 1, retseq, &reply))
+        goto done;
+    s->position += r.T;
+    /* a forecast looks ahead without moving the session on */
+    if (steps > 0)
+        stream_keep(s, m->cfg.output_size, 1);
+    finish_rows(&c, 1, steps, &reply);
+    if (steps > 0)
+        stream_keep(s, m->cfg.output_size, 0);
+    rc = 0;
+done:
+    free(r.tok);
+    *status = rc ? (c.status ? c.status : 400) : 200;
     return rc;
 }
 

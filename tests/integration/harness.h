@@ -63,6 +63,18 @@ const char *status_of(cJSON *o);
 cJSON *wait_job(long id, double seconds);        /* polls until a final state */
 long submit(const char *job, long want_status);  /* POST /train; returns the job id */
 
+/* Does got match want: strings equal, numbers within rel (relative, at
+ * least 1 absolute), arrays and objects element by element? where gets the
+ * first difference. */
+int json_close(const cJSON *got, const cJSON *want, double rel, char *where, size_t n);
+#define ASSERT_JSON_CLOSE(got, want, rel, what)                                  \
+    do {                                                                         \
+        char where_[400] = "";                                                   \
+        ck_assert_msg(json_close((got), (want), (rel), where_, sizeof where_),   \
+                      "%s: reply%s", (what), where_);                            \
+    } while (0)
+
+Suite *sessions_suite(void);
 Suite *http_suite(void);
 Suite *readme_suite(void);
 Suite *admin_suite(void);

@@ -22,58 +22,6 @@
 
 /* ------------------------------------------------------------------ tests */
 
-/* Does got match want: strings equal, numbers within rel (relative, at least
- * 1 absolute), arrays and objects element by element? where names the first
- * difference. */
-static int json_close(const cJSON *got, const cJSON *want, double rel, char *where, size_t n)
-{
-    if (cJSON_IsNumber(want)) {
-        if (cJSON_IsNumber(got) &&
-            fabs(got->valuedouble - want->valuedouble) <= rel * fmax(1, fabs(want->valuedouble)))
-            return 1;
-    } else if (cJSON_IsString(want)) {
-        if (cJSON_IsString(got) && !strcmp(got->valuestring, want->valuestring))
-            return 1;
-    } else if (cJSON_IsArray(want) || cJSON_IsObject(want)) {
-        if (cJSON_IsArray(want) ? !cJSON_IsArray(got) : !cJSON_IsObject(got))
-            goto differ;
-        if (cJSON_IsArray(want) && cJSON_GetArraySize(got) != cJSON_GetArraySize(want))
-            goto differ;
-        int i = 0;
-        for (const cJSON *w = want->child, *g = got->child; w; w = w->next, i++) {
-            const cJSON *gi = cJSON_IsArray(want) ? g : cJSON_GetObjectItemCaseSensitive(got, w->string);
-            char sub[64];
-            if (cJSON_IsArray(want)) {
-                snprintf(sub, sizeof sub, "[%d]", i);
-                g = g->next;
-            } else {
-                snprintf(sub, sizeof sub, ".%s", w->string);
-            }
-            if (!gi || !json_close(gi, w, rel, where, n)) {
-                size_t k = strlen(sub);
-                memmove(where + k, where, strnlen(where, n - k - 1) + 1);
-                memcpy(where, sub, k);
-                return 0;
-            }
-        }
-        return 1;
-    } else if (cJSON_Compare(got, want, 1)) {
-        return 1;
-    }
-differ:;
-    char *a = cJSON_PrintUnformatted(got), *b = cJSON_PrintUnformatted(want);
-    snprintf(where, n, ": %.80s, want %.80s", a ? a : "(none)", b ? b : "?");
-    free(a);
-    free(b);
-    return 0;
-}
-
-#define ASSERT_JSON_CLOSE(got, want, rel, what)                                  \
-    do {                                                                         \
-        char where_[400] = "";                                                   \
-        ck_assert_msg(json_close((got), (want), (rel), where_, sizeof where_),   \
-                      "%s: reply%s", (what), where_);                            \
-    } while (0)
 
 START_TEST(test_predict_each_task)
 {

@@ -266,6 +266,85 @@ START_TEST(test_readme_quickstart_and_endpoints)
 }
 END_TEST
 
+/* The ```sh block after `marker` as one script (set -e), and its output
+ * lines, at most max. */
+static int readme_script(const char *marker, char **lines, int max, char **out)
+{
+    char *cmds[MAX_CMDS];
+    int n = readme_block(marker, cmds, MAX_CMDS);
+    size_t cap = 16, len = 0;
+    for (int i = 0; i < n; i++) cap += strlen(cmds[i]) + 1;
+    char *script = malloc(cap);
+    len += (size_t)snprintf(script, cap, "set -e\n");
+    for (int i = 0; i < n; i++) {
+        len += (size_t)snprintf(script + len, cap - len, "%s\n", cmds[i]);
+        free(cmds[i]);
+    }
+    *out = run_cmd(script);
+    free(script);
+    int k = 0;
+    for (char *l = strtok(*out, "\n"); l && k < max; l = strtok(NULL, "\n")) lines[k++] = l;
+    return k;
+}
+
+/* The sessions block: the window fed in two pieces ends where /predict on
+ * the whole window does; a forecast does not move the session on. */
+START_TEST(test_readme_sessions)
+{
+    char *lines[8], *out;
+    int n = readme_script("<!-- sessions", lines, 8, &out);
+    ck_assert_msg(n == 5, "the sessions block printed %d lines:\n%s", n, out);
+    cJSON *first = reply("session", lines[0]), *second = reply("session", lines[1]);
+    cJSON *fc = reply("forecast", lines[2]), *info = reply("session info", lines[3]);
+    cJSON *whole = reply("predict", lines[4]);
+    ck_assert_int_eq((int)num(first, "position"), 5);
+    ck_assert_int_eq((int)num(second, "position"), 10);
+    ck_assert_msg(fabs(num(second, "prediction") - num(whole, "prediction")) <=
+                      1e-5 * fmax(1, fabs(num(whole, "prediction"))),
+                  "session %g, /predict %g", num(second, "prediction"), num(whole, "prediction"));
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(fc, "forecast")), 3);
+    ck_assert_int_eq((int)num(info, "position"), 10);
+    ck_assert_str_eq(cJSON_GetObjectItem(info, "model")->valuestring, "sine");
+    /* DELETE ended it */
+    char path[128];
+    snprintf(path, sizeof path, "/sessions/%s", cJSON_GetObjectItem(info, "session")->valuestring);
+    expect_error(get(path), 404, "no session");
+    cJSON_Delete(first); cJSON_Delete(second); cJSON_Delete(fc); cJSON_Delete(info);
+    cJSON_Delete(whole);
+    free(out);
+}
+END_TEST
+
+/* The KServe block: the model's tensors, and infer equal to /predict. */
+START_TEST(test_readme_kserve)
+{
+    char *lines[4], *out;
+    int n = readme_script("<!-- kserve", lines, 4, &out);
+    ck_assert_msg(n == 2, "the kserve block printed %d lines:\n%s", n, out);
+    cJSON *meta = cJSON_Parse(lines[0]), *inf = cJSON_Parse(lines[1]);
+    ck_assert(meta && inf);
+    ck_assert_str_eq(cJSON_GetObjectItem(meta, "name")->valuestring, "sine");
+    const cJSON *in = cJSON_GetArrayItem(cJSON_GetObjectItem(meta, "inputs"), 0);
+    ck_assert_str_eq(cJSON_GetObjectItem(in, "datatype")->valuestring, "FP32");
+    const cJSON *o = cJSON_GetArrayItem(cJSON_GetObjectItem(inf, "outputs"), 0);
+    const cJSON *shape = cJSON_GetObjectItem(o, "shape"), *data = cJSON_GetObjectItem(o, "data");
+    ck_assert_int_eq(cJSON_GetArraySize(shape), 2);
+    ck_assert_int_eq(cJSON_GetArrayItem(shape, 0)->valueint, 2);
+    ck_assert_int_eq(cJSON_GetArraySize(data), 2);
+    resp r = post("/predict", "{\"model\": \"sine\", \"sequences\": [[0.0, 0.84, 0.91], [0.14, -0.76, -0.96]]}");
+    cJSON *p = json_of(&r);
+    for (int b = 0; b < 2; b++) {
+        const double want = num(cJSON_GetArrayItem(cJSON_GetObjectItem(p, "predictions"), b), "prediction");
+        const double got = cJSON_GetArrayItem(data, b)->valuedouble;
+        ck_assert_msg(fabs(got - want) <= 1e-6 * fmax(1, fabs(want)), "row %d: infer %g, /predict %g",
+                      b, got, want);
+    }
+    cJSON_Delete(p); free(r.body);
+    cJSON_Delete(meta); cJSON_Delete(inf);
+    free(out);
+}
+END_TEST
+
 Suite *readme_suite(void)
 {
     Suite *s = suite_create("readme");
@@ -273,6 +352,8 @@ Suite *readme_suite(void)
     tcase_set_timeout(tc, 180);
     tcase_add_checked_fixture(tc, readme_setup, teardown);
     tcase_add_test(tc, test_readme_quickstart_and_endpoints);
+    tcase_add_test(tc, test_readme_sessions);
+    tcase_add_test(tc, test_readme_kserve);
     suite_add_tcase(s, tc);
     return s;
 }
