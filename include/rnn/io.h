@@ -93,6 +93,23 @@ int rnn_predict_json(rnn_predictor *p, const rnn_model *m, const rnn_meta *meta,
                      long version, const struct cJSON *req, const rnn_limits *lim, char **reply,
                      size_t *reply_len, int *status, rnn_err *err);
 
+/* Dynamic batching: a "sequence" request (not "sequences", not text
+ * generation) that rnn_predict_many may run with others. */
+int rnn_predict_batchable(const rnn_model *m, const struct cJSON *req);
+typedef struct rnn_reply {
+    char *text;             /* 200: the reply (malloc'd), else NULL */
+    size_t len;
+    int status;
+    char msg[RNN_ERR_LEN];  /* else what was wrong */
+} rnn_reply;
+/* n requests for one model at once: each is checked alone (a bad one gets
+ * its own error), and those that ask for the same pass (as many steps, the
+ * same "steps" and "return_sequences") run as the rows of one batched pass.
+ * Each reply equals rnn_predict_json's for that request to 1e-6. */
+void rnn_predict_many(rnn_predictor *p, const rnn_model *m, const rnn_meta *meta, const char *name,
+                      long version, const struct cJSON *const *reqs, int n, const rnn_limits *lim,
+                      rnn_reply *out);
+
 /* A streaming session's model state (DESIGN.md, "Streaming sessions"): the
  * hidden state after `position` steps and the output of the last one. One
  * request at a time. */

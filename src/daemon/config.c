@@ -39,6 +39,9 @@ static const key keys[] = {
     {"max_body_bytes", T_INT, S(max_body_bytes), 1024, 1L << 30, "largest request body; larger gets 413"},
     {"max_sequence_length", T_INT, S(max_sequence_length), 1, 10000000, "most steps in one sequence"},
     {"max_batch", T_INT, S(max_batch), 1, 1000000, "most sequences in one predict request"},
+    {"predict_workers", T_INT, S(predict_workers), 1, 256, "threads that run predictions (default: number of cores)"},
+    {"batch_max", T_INT, S(batch_max), 1, 4096, "most concurrent predictions of one model run as one batched pass"},
+    {"batch_delay_us", T_INT, S(batch_delay_us), 0, 1000000, "microseconds a prediction may wait for others to batch with (0: only those already waiting)"},
     {"max_predict_work", T_INT, S(max_predict_work), 1000, 1L << 50, "most steps x sequences x parameters in one prediction; more gets 413"},
     {"loss_history_max", T_INT, S(loss_history_max), 2, 10000000, "loss points kept per job and per model"},
     {"auth_token", T_STR, S(auth_token), 0, 0, "if set, /train, /admin and model changes need Authorization: Bearer TOKEN"},
@@ -70,6 +73,9 @@ void rnnd_config_defaults(rnnd_config *c)
     c->max_sequence_length = 10000;
     c->max_batch = 256;
     c->max_predict_work = 2000000000L;
+    c->predict_workers = c->http_threads;
+    c->batch_max = 64;
+    c->batch_delay_us = 0;
     c->loss_history_max = 1000;
     c->log_level = LOG_INFO;
     c->connection_limit = 1024;

@@ -32,6 +32,9 @@ typedef struct rnnd_config {
     int max_sequence_length;
     int max_batch;
     long max_predict_work;      /* steps x sequences x parameters of one prediction */
+    int predict_workers;        /* threads that run predictions */
+    int batch_max;              /* largest batch of concurrent predictions */
+    int batch_delay_us;         /* how long a prediction may wait for company */
     int loss_history_max;
     char auth_token[256];
     int log_level;              /* LOG_ERROR .. LOG_DEBUG */
@@ -154,6 +157,8 @@ void metrics_request(const char *route, int status, double seconds);
 /* One prediction of model: the sequences it answered and the passes
  * through the model they took (inference count vs executions). */
 void metrics_inference(const char *model, int sequences, int passes);
+/* The time a prediction waited for a worker. */
+void metrics_queue(double seconds);
 /* The Prometheus text of the metrics (caller frees); sessions: open now. */
 char *metrics_render(registry *r, job_pool *p, int sessions);
 

@@ -283,6 +283,8 @@ enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
             atomic_fetch_sub(&S.fresh, 1);
         return MHD_YES;
     }
+    if (r->job)
+        return batch_answer(c, r);
     if (*upload_size) {
         if (!r->too_big) {
             size_t need = r->len + *upload_size;
@@ -325,6 +327,7 @@ void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     rnnd_log(level, "%s %s %d %.3fms%s", r->method, r->path, r->status, dt * 1e3,
              toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed early)");
     metrics_request(r->route, r->status, dt);
+    batch_free(r->job);
     free(r->body);
     free(r);
     *req_cls = NULL;

@@ -12,6 +12,7 @@
 #include <microhttpd.h>
 
 typedef struct sessions sessions;
+typedef struct pjob pjob;
 
 typedef struct server {
     rnnd_config cfg;
@@ -40,6 +41,7 @@ typedef struct req {
     int too_big;
     char *arg[MAX_ARGS];        /* the {segments} of the pattern, in order */
     char args[128];             /* their text */
+    pjob *job;                  /* a prediction queued for the workers (batcher.c) */
 } req;
 
 /* ------------------------------------------------------------------ replies (http.c) */
@@ -133,6 +135,18 @@ answer do_v2_infer(struct MHD_Connection *c, req *r);
 /* The calling thread's prediction buffers (routes.c). */
 rnn_predictor *thread_predictor(void);
 rnn_limits predict_limits(void);
+
+/* ------------------------------------------------------------------ batching (batcher.c) */
+
+int batcher_start(int threads);
+/* Runs what is queued, then stops the workers. */
+void batcher_stop(void);
+/* Queues a prediction of model s (a reference, which it takes, as it takes
+ * body) and suspends the connection until a worker has answered it. */
+answer batch_submit(struct MHD_Connection *c, req *r, cJSON *body, served_model *s);
+/* The callback after a worker resumed the connection: sends the reply. */
+answer batch_answer(struct MHD_Connection *c, req *r);
+void batch_free(pjob *j);
 
 /* ------------------------------------------------------------------ libmicrohttpd (http.c) */
 

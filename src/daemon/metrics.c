@@ -21,6 +21,16 @@ static double hist_sum;
 #define MAX_MODELS_SEEN 64
 static struct { char model[65]; unsigned long long requests, inferences, executions; } per_model[MAX_MODELS_SEEN];
 static int nmodels;
+static double queue_sum;
+static unsigned long long queue_count;
+
+void metrics_queue(double seconds)
+{
+    pthread_mutex_lock(&lock);
+    queue_sum += seconds;
+    queue_count++;
+    pthread_mutex_unlock(&lock);
+}
 
 void metrics_inference(const char *model, int sequences, int passes)
 {
@@ -108,6 +118,9 @@ char *metrics_render(registry *r, job_pool *p, int sessions)
             put(&b, "%s{model=\"%s\"} %llu\n", pm[k].name, per_model[i].model,
                 k == 0 ? per_model[i].requests : k == 1 ? per_model[i].inferences : per_model[i].executions);
     }
+    put(&b, "# HELP rnnd_predict_queue_seconds Time predictions waited for a worker.\n"
+            "# TYPE rnnd_predict_queue_seconds summary\nrnnd_predict_queue_seconds_sum %.6f\n"
+            "rnnd_predict_queue_seconds_count %llu\n", queue_sum, queue_count);
     pthread_mutex_unlock(&lock);
     put(&b, "# HELP rnnd_sessions_active Streaming sessions open.\n# TYPE rnnd_sessions_active gauge\n"
             "rnnd_sessions_active %d\n", sessions);

@@ -41,7 +41,8 @@ rnn_limits predict_limits(void)
     return lim;
 }
 
-/* The body is parsed once: the model named in it, then the prediction. */
+/* The body is parsed once: the model named in it here, the prediction by a
+ * worker (batcher.c), with whatever else waits for the same model. */
 static answer do_predict(struct MHD_Connection *c, req *r)
 {
     answer ret;
@@ -49,28 +50,11 @@ static answer do_predict(struct MHD_Connection *c, req *r)
     if (!o)
         return ret;
     served_model *s = model_of_request(c, r, o, &ret);
-    rnn_predictor *p = s ? thread_predictor() : NULL;
-    if (s && !p)
-        ret = send_error(c, r, 503, "out of memory");
-    if (p) {
-        rnn_limits lim = predict_limits();
-        char *reply = NULL;
-        size_t len = 0;
-        int status;
-        rnn_err err;
-        if (rnn_predict_json(p, &s->m, &s->meta, s->name, s->version, o, &lim, &reply, &len,
-                             &status, &err))
-            ret = send_error(c, r, status, "%s", err.msg);
-        else {
-            int rows, passes;
-            rnn_predictor_last(p, &rows, &passes);
-            metrics_inference(s->name, rows, passes);
-            ret = send_text(c, r, 200, "application/json", reply, len);
-        }
+    if (!s) {
+        cJSON_Delete(o);
+        return ret;
     }
-    served_release(s);
-    cJSON_Delete(o);
-    return ret;
+    return batch_submit(c, r, o, s);
 }
 
 /* Frees a job that never reached the pool (its fields may be empty). */

@@ -69,7 +69,7 @@ int rnnd_serve_main(const rnnd_config *cfg)
     int n = registry_load_dir(S.reg, cfg->model_dir);
     S.pool = pool_new(&S.cfg, S.reg);
     S.sess = sessions_new();
-    if (!S.reg || !S.pool || !S.sess) {
+    if (!S.reg || !S.pool || !S.sess || batcher_start(cfg->predict_workers)) {
         rnnd_log(LOG_ERROR, "cannot start the training workers");
         return 1;
     }
@@ -80,7 +80,8 @@ int rnnd_serve_main(const rnnd_config *cfg)
      * its own epoll workers, which remove the same listen FD from their epoll
      * sets, and aborts the process when it loses (a SIGTERM under load hit
      * that in CI). Poll workers are quiesced through their ITC instead. */
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG |
+                     MHD_ALLOW_SUSPEND_RESUME;
     if (strchr(cfg->listen, ':')) {
         struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
         a6->sin6_family = AF_INET6;
@@ -105,13 +106,14 @@ int rnnd_serve_main(const rnnd_config *cfg)
                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->connection_limit,
                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->per_ip_limit,
                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout,
-                           MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+                           MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(16 * 1024),
                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
                            MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
                            MHD_OPTION_END);
     if (!S.d) {
         rnnd_log(LOG_ERROR, "cannot listen on %s:%d: %s", cfg->listen, cfg->port, strerror(errno));
+        batcher_stop();
         pool_free(S.pool);
         registry_free(S.reg);
         return 1;
@@ -179,6 +181,9 @@ int rnnd_serve_main(const rnnd_config *cfg)
         nanosleep(&ts, NULL);
         quiet = atomic_load(&S.inflight) > 0 || atomic_load(&S.fresh) > 0 ? 0 : quiet + 1;
     }
+    /* every queued prediction is answered and its connection resumed before
+     * libmicrohttpd stops */
+    batcher_stop();
     MHD_stop_daemon(S.d);
     sessions_free(S.sess);
     pool_free(S.pool);

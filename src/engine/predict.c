@@ -732,6 +732,110 @@ done:
     return rc;
 }
 
+/* ------------------------------------------------------------------ many requests */
+
+int rnn_predict_batchable(const rnn_model *m, const cJSON *req)
+{
+    return m->cfg.task != RNN_TASK_CHARLM && cJSON_IsObject(req) &&
+           cJSON_HasObjectItem(req, "sequence") && !cJSON_HasObjectItem(req, "sequences");
+}
+
+/* Do requests a and b ask for the same pass: as many steps, the same
+ * forecast and per-step outputs? */
+static int same_pass(const row *ra, const cJSON *a, const row *rb, const cJSON *b)
+{
+    const cJSON *sa = cJSON_GetObjectItemCaseSensitive(a, "steps");
+    const cJSON *sb = cJSON_GetObjectItemCaseSensitive(b, "steps");
+    return ra->T == rb->T && (sa ? (int)sa->valuedouble : 0) == (sb ? (int)sb->valuedouble : 0) &&
+           cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "return_sequences")) ==
+               cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(b, "return_sequences"));
+}
+
+void rnn_predict_many(rnn_predictor *p, const rnn_model *m, const rnn_meta *meta, const char *name,
+                      long version, const cJSON *const *reqs, int n, const rnn_limits *lim_in,
+                      rnn_reply *out)
+{
+    rnn_limits dl;
+    rnn_limits_default(&dl);
+    const rnn_limits *lim = lim_in ? lim_in : &dl;
+    row *rows = rnn_xcalloc((size_t)n, sizeof *rows);
+    cJSON **objs = rnn_xcalloc((size_t)n, sizeof *objs);
+    int *group = rnn_xcalloc((size_t)n, sizeof *group);
+    rnn_err err;
+    int rows_done = 0, passes = 0;
+    for (int i = 0; i < n; i++) {
+        out[i] = (rnn_reply){.status = 500};
+        snprintf(out[i].msg, sizeof out[i].msg, "out of memory");
+    }
+    if (!rows || !objs || !group)
+        goto done;
+    /* each request checked alone, as rnn_predict_json would: a bad one gets
+     * its error and the others go on */
+    for (int i = 0; i < n; i++) {
+        pctx c = {.m = m, .meta = meta, .lim = lim, .err = &err, .p = p};
+        rows[i] = (row){.seq = cJSON_GetObjectItemCaseSensitive(reqs[i], "sequence"), .path = "sequence"};
+        int ok = rnn_predict_batchable(m, reqs[i]) && !check_request(&c, reqs[i]) &&
+                 forecast_request(&c, reqs[i]) >= 0 && !read_row(&c, &rows[i]) &&
+                 !check_work(&c, (double)rows[i].T + forecast_steps(reqs[i])) &&
+                 !predictor_fit(&c, 1);
+        int t = 0;
+        for (const cJSON *st = ok && !rows[i].tok ? rows[i].seq->child : NULL; ok && st; st = st->next)
+            ok = !read_step(&c, st, rows[i].path, t++, c.x);
+        group[i] = ok ? -1 : -2; /* -1: to run, -2: refused */
+        if (!ok) {
+            out[i].status = c.status ? c.status : 400;
+            snprintf(out[i].msg, sizeof out[i].msg, "%s", err.msg);
+        }
+    }
+    /* requests that ask for the same pass run as the rows of one */
+    row *g = rnn_xcalloc((size_t)n, sizeof *g);
+    cJSON **gobj = rnn_xcalloc((size_t)n, sizeof *gobj);
+    int *gidx = rnn_xcalloc((size_t)n, sizeof *gidx);
+    for (int i = 0; g && gobj && gidx && i < n; i++) {
+        if (group[i] != -1)
+            continue;
+        int k = 0;
+        for (int j = i; j < n; j++)
+            if (group[j] == -1 && same_pass(&rows[i], reqs[i], &rows[j], reqs[j])) {
+                group[j] = i;
+                gidx[k] = j;
+                g[k] = rows[j];
+                objs[j] = cJSON_CreateObject();
+                if (name)
+                    cJSON_AddStringToObject(objs[j], "model", name);
+                cJSON_AddNumberToObject(objs[j], "version", (double)version);
+                gobj[k++] = objs[j];
+            }
+        pctx c = {.m = m, .meta = meta, .lim = lim, .err = &err, .p = p};
+        const int bad_pass = predictor_fit(&c, k) || predict_rows(&c, g, k, reqs[i], gobj);
+        rows_done += k;
+        passes++;
+        for (int q = 0; q < k; q++) {
+            rnn_reply *o = &out[gidx[q]];
+            if (bad_pass) {
+                o->status = c.status ? c.status : 500;
+                snprintf(o->msg, sizeof o->msg, "%s", err.msg);
+            } else if ((o->text = reply_text(objs[gidx[q]], &o->len))) {
+                o->status = 200;
+                o->msg[0] = 0;
+            }
+        }
+    }
+    free(g);
+    free(gobj);
+    free(gidx);
+done:
+    if (p) {
+        p->last_rows = rows_done;
+        p->last_passes = passes;
+    }
+    for (int i = 0; rows && i < n; i++) free(rows[i].tok);
+    for (int i = 0; objs && i < n; i++) cJSON_Delete(objs[i]);
+    free(rows);
+    free(objs);
+    free(group);
+}
+
 int rnn_predict(const rnn_model *m, const rnn_meta *meta, const char *name, long version,
                 const char *req, size_t len, const rnn_limits *lim, char **reply, int *status,
                 rnn_err *err)

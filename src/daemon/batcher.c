@@ -1,0 +1,223 @@
+/*
+ * Dynamic batching (DESIGN.md, "Serving at speed"): predictions run on
+ * `predict_workers` threads of their own, and concurrent ones for the same
+ * model version run together as one batched pass.
+ *
+ * An HTTP thread parses a /predict body, finds the model, queues a job and
+ * suspends the connection (libmicrohttpd keeps serving its other
+ * connections meanwhile, /healthz included). A worker takes the oldest job
+ * and every other queued job for the same model version, up to
+ * `batch_max`; with `batch_delay_us` > 0 it first waits that long for
+ * company while the batch is not full (by default it takes only what is
+ * already waiting, so a lone request never waits). rnn_predict_many runs
+ * the batch (requests asking for the same pass share it) and each job gets
+ * its own reply, equal to the unbatched one. The worker then resumes the
+ * connections, whose next callback sends the reply (batch_answer).
+ *
+ * Predictions that cannot share a pass ("sequences", text generation) go
+ * through the same queue as batches of one, so no prediction holds an HTTP
+ * thread. A job belongs to its request; the worker writes its reply and
+ * resumes the connection, after which it does not touch the job again.
+ */
+#include "http.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct pjob {
+    struct MHD_Connection *c;
+    cJSON *body;
+    served_model *model;
+    double queued;          /* rnnd_clock() */
+    atomic_int done;
+    rnn_reply out;
+    pjob *next;
+};
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t more;
+    pjob *head, **tail;
+    int quit;
+    int nthreads;
+    pthread_t *threads;
+} B = {.mu = PTHREAD_MUTEX_INITIALIZER, .more = PTHREAD_COND_INITIALIZER};
+
+static int same_model(const pjob *a, const pjob *b) { return a->model == b->model; }
+
+/* Takes the oldest job and up to batch_max - 1 more of its model version
+ * off the queue (B.mu held), keeping the others in order. */
+static int take(pjob **batch, int max)
+{
+    int n = 0;
+    pjob *first = B.head;
+    const int alone = !rnn_predict_batchable(&first->model->m, first->body);
+    for (pjob **p = &B.head; *p && n < max;) {
+        pjob *j = *p;
+        if (j == first || (!alone && same_model(j, first) &&
+                           rnn_predict_batchable(&j->model->m, j->body))) {
+            *p = j->next;
+            batch[n++] = j;
+            if (alone)
+                break;
+        } else {
+            p = &j->next;
+        }
+    }
+    B.tail = &B.head;
+    while (*B.tail) B.tail = &(*B.tail)->next;
+    return n;
+}
+
+static void run(pjob **batch, int n)
+{
+    served_model *s = batch[0]->model;
+    rnn_predictor *p = thread_predictor();
+    const rnn_limits lim = predict_limits();
+    const double now = rnnd_clock();
+    for (int i = 0; i < n; i++) metrics_queue(now - batch[i]->queued);
+    if (!p) {
+        for (int i = 0; i < n; i++) {
+            batch[i]->out = (rnn_reply){.status = 503};
+            snprintf(batch[i]->out.msg, sizeof batch[i]->out.msg, "out of memory");
+        }
+    } else if (n == 1 && !rnn_predict_batchable(&s->m, batch[0]->body)) {
+        rnn_reply *o = &batch[0]->out;
+        rnn_err err;
+        if (rnn_predict_json(p, &s->m, &s->meta, s->name, s->version, batch[0]->body, &lim,
+                             &o->text, &o->len, &o->status, &err))
+            snprintf(o->msg, sizeof o->msg, "%s", err.msg);
+    } else {
+        const cJSON **reqs = malloc((size_t)n * sizeof *reqs);
+        rnn_reply *outs = malloc((size_t)n * sizeof *outs);
+        if (reqs && outs) {
+            for (int i = 0; i < n; i++) reqs[i] = batch[i]->body;
+            rnn_predict_many(p, &s->m, &s->meta, s->name, s->version, reqs, n, &lim, outs);
+            for (int i = 0; i < n; i++) batch[i]->out = outs[i];
+        } else {
+            for (int i = 0; i < n; i++) {
+                batch[i]->out = (rnn_reply){.status = 503};
+                snprintf(batch[i]->out.msg, sizeof batch[i]->out.msg, "out of memory");
+            }
+        }
+        free(reqs);
+        free(outs);
+    }
+    int rows, passes;
+    if (p) {
+        rnn_predictor_last(p, &rows, &passes);
+        metrics_inference(s->name, rows, passes);
+    }
+    for (int i = 0; i < n; i++) {
+        atomic_store(&batch[i]->done, 1);
+        MHD_resume_connection(batch[i]->c);
+    }
+}
+
+static void *worker(void *arg)
+{
+    (void)arg;
+    const int max = S.cfg.batch_max;
+    pjob **batch = malloc((size_t)max * sizeof *batch);
+    pthread_mutex_lock(&B.mu);
+    for (;;) {
+        while (!B.head && !B.quit) pthread_cond_wait(&B.more, &B.mu);
+        if (!B.head)
+            break; /* quitting with nothing left */
+        if (S.cfg.batch_delay_us > 0 && rnn_predict_batchable(&B.head->model->m, B.head->body)) {
+            /* wait for company, up to batch_delay_us after the oldest job came */
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            const double left = B.head->queued + S.cfg.batch_delay_us * 1e-6 - rnnd_clock();
+            if (left > 0) {
+                long ns = until.tv_nsec + (long)(left * 1e9);
+                until.tv_sec += ns / 1000000000L;
+                until.tv_nsec = ns % 1000000000L;
+                int same = 0;
+                for (pjob *j = B.head; j; j = j->next) same += same_model(j, B.head);
+                if (same < max && !B.quit)
+                    pthread_cond_timedwait(&B.more, &B.mu, &until);
+                if (!B.head)
+                    continue;
+            }
+        }
+        const int n = batch ? take(batch, max) : 0;
+        pthread_mutex_unlock(&B.mu);
+        run(batch, n);
+        pthread_mutex_lock(&B.mu);
+    }
+    pthread_mutex_unlock(&B.mu);
+    free(batch);
+    return NULL;
+}
+
+int batcher_start(int threads)
+{
+    B.tail = &B.head;
+    B.threads = calloc((size_t)threads, sizeof *B.threads);
+    if (!B.threads)
+        return -1;
+    for (; B.nthreads < threads; B.nthreads++)
+        if (pthread_create(&B.threads[B.nthreads], NULL, worker, NULL))
+            return -1;
+    return 0;
+}
+
+void batcher_stop(void)
+{
+    pthread_mutex_lock(&B.mu);
+    B.quit = 1;
+    pthread_cond_broadcast(&B.more);
+    pthread_mutex_unlock(&B.mu);
+    for (int i = 0; i < B.nthreads; i++) pthread_join(B.threads[i], NULL);
+    free(B.threads);
+    B.threads = NULL;
+    B.nthreads = 0;
+}
+
+answer batch_submit(struct MHD_Connection *c, req *r, cJSON *body, served_model *s)
+{
+    pjob *j = calloc(1, sizeof *j);
+    if (!j) {
+        served_release(s);
+        cJSON_Delete(body);
+        return send_error(c, r, 503, "out of memory");
+    }
+    j->c = c;
+    j->body = body;
+    j->model = s;
+    j->queued = rnnd_clock();
+    r->job = j;
+    MHD_suspend_connection(c);
+    pthread_mutex_lock(&B.mu);
+    *B.tail = j;
+    B.tail = &j->next;
+    pthread_cond_signal(&B.more);
+    pthread_mutex_unlock(&B.mu);
+    return MHD_YES;
+}
+
+answer batch_answer(struct MHD_Connection *c, req *r)
+{
+    pjob *j = r->job;
+    if (!atomic_load(&j->done))
+        return MHD_YES; /* not resumed by a worker: nothing to send yet */
+    r->job = NULL;
+    char *text = j->out.text; /* the reply takes it */
+    j->out.text = NULL;
+    answer ret = text ? send_text(c, r, 200, "application/json", text, j->out.len)
+                      : send_error(c, r, j->out.status, "%s", j->out.msg);
+    batch_free(j);
+    return ret;
+}
+
+void batch_free(pjob *j)
+{
+    if (!j)
+        return;
+    free(j->out.text);
+    cJSON_Delete(j->body);
+    served_release(j->model);
+    free(j);
+}
