@@ -150,6 +150,101 @@ START_TEST(test_predict_batched)
 }
 END_TEST
 
+typedef struct batch_client {
+    int k;                  /* its windows: k, k + 8, ... */
+    int n, mismatches, failures;
+    const double *want;     /* (64) the reply to each window sent alone */
+    double worst;
+} batch_client;
+
+static char *window_body(int w)
+{
+    static const int T = 30;
+    char *b = malloc(64 + T * 12);
+    int n = sprintf(b, "{\"model\": \"wave\", \"sequence\": [");
+    for (int t = 0; t < T; t++) n += sprintf(b + n, "%s%.4f", t ? ", " : "", sin(0.29 * w + 0.77 * t));
+    sprintf(b + n, "]}");
+    return b;
+}
+
+static void *batch_loop(void *arg)
+{
+    batch_client *bc = arg;
+    for (int w = bc->k; w < 64; w += 8) {
+        char *b = window_body(w);
+        resp r = post("/predict", b);
+        cJSON *o = r.status == 200 ? cJSON_Parse(r.body) : NULL;
+        if (!o) {
+            bc->failures++;
+        } else {
+            const double got = cJSON_GetObjectItem(o, "prediction")->valuedouble, d = fabs(got - bc->want[w]);
+            bc->worst = d > bc->worst ? d : bc->worst;
+            bc->mismatches += d > 1e-6 * fmax(1, fabs(bc->want[w]));
+        }
+        bc->n++;
+        cJSON_Delete(o);
+        free(r.body);
+        free(b);
+    }
+    return NULL;
+}
+
+/* metric NAME{model="wave"} from /metrics */
+static double model_metric(const char *name)
+{
+    resp r = get("/metrics");
+    char key[128];
+    snprintf(key, sizeof key, "%s{model=\"wave\"} ", name);
+    const char *at = strstr(r.body, key);
+    double v = at ? atof(at + strlen(key)) : -1;
+    free(r.body);
+    return v;
+}
+
+/* Concurrent predictions of one model run as batched passes (dynamic
+ * batching); every reply equals the one the window gets alone. */
+START_TEST(test_dynamic_batching)
+{
+    stop_daemon();
+    start_daemon("--batch-delay-us 3000 --predict-workers 1");
+    double want[64];
+    for (int w = 0; w < 64; w++) {
+        char *b = window_body(w);
+        resp r = post("/predict", b);
+        cJSON *o = json_of(&r);
+        want[w] = num(o, "prediction");
+        cJSON_Delete(o);
+        free(r.body);
+        free(b);
+    }
+    const double inf0 = model_metric("rnnd_model_inference_count");
+    const double exe0 = model_metric("rnnd_model_execution_count");
+    ck_assert(inf0 == 64 && exe0 == 64); /* alone: one pass each */
+    batch_client bc[8];
+    pthread_t th[8];
+    memset(bc, 0, sizeof bc);
+    for (int k = 0; k < 8; k++) {
+        bc[k].k = k;
+        bc[k].want = want;
+        pthread_create(&th[k], NULL, batch_loop, &bc[k]);
+    }
+    double worst = 0;
+    for (int k = 0; k < 8; k++) {
+        pthread_join(th[k], NULL);
+        ck_assert_int_eq(bc[k].failures, 0);
+        ck_assert_msg(bc[k].mismatches == 0, "client %d: %d batched replies differ from unbatched",
+                      k, bc[k].mismatches);
+        worst = fmax(worst, bc[k].worst);
+    }
+    const double inf = model_metric("rnnd_model_inference_count") - inf0;
+    const double exe = model_metric("rnnd_model_execution_count") - exe0;
+    printf("  dynamic batching: 64 concurrent predictions in %.0f passes (mean batch %.1f), "
+           "worst difference from unbatched %.2g\n", exe, inf / exe, worst);
+    ck_assert(inf == 64);
+    ck_assert_msg(exe < inf / 2, "%.0f passes for %.0f predictions: not batched", exe, inf);
+}
+END_TEST
+
 /* The work of one prediction is bounded before it runs: 413 naming
  * max_predict_work, and the server answers the next request at once. */
 START_TEST(test_predict_work_bound)
@@ -630,6 +725,7 @@ Suite *http_suite(void)
     tcase_add_test(tc, test_predict_each_task);
     tcase_add_test(tc, test_predict_batched);
     tcase_add_test(tc, test_predict_work_bound);
+    tcase_add_test(tc, test_dynamic_batching);
     tcase_add_test(tc, test_job_life_and_swap);
     tcase_add_test(tc, test_cancel_queue_and_429);
     tcase_add_test(tc, test_swap_under_load);
