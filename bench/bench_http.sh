@@ -5,18 +5,21 @@
 #   sh bench/bench_http.sh [build/rnnd]        (from the repo root)
 #   DURATION=30 sh bench/bench_http.sh         (seconds per wrk run, default 10)
 #
-# Steps: train the sine model (examples/sine.json) into a temporary model dir,
-# start `rnnd serve --http-threads 2` on 127.0.0.1 (port 0), check that rnnd
-# and Flask give the same prediction (to 1e-5), then for each server: a 1 s
-# warm-up, wrk -t1 -c1 and wrk -t2 -c16 for DURATION s each with --latency,
-# recording requests/s, p50 and p99 latency, non-200 replies (counted by the
-# Lua script's response callback) and the server's VmRSS after the run.
-# The Flask part is skipped ("SKIP: ...") when /usr/bin/python3 cannot import
-# flask and torch. Both servers are stopped on exit (trap). The report goes to
-# stdout and to build/bench/http.md. All traffic goes to 127.0.0.1.
-#
-# wrk runs on the same 2 cores as the server under test, so every figure
-# includes the load generator's share of the CPU.
+# Steps: train the sine model (examples/sine.json) into a temporary model dir
+# and check that rnnd and Flask give the same prediction (to 1e-5). Then,
+# with the server pinned to core 0 and wrk to core 1 (taskset; unpinned on
+# one core), wrk -t1 for DURATION s at 16 and at 64 connections, after a 1 s
+# warm-up, against one server at a time:
+#   - rnnd GET /healthz: the server's own ceiling on this core;
+#   - rnnd POST /predict with dynamic batching (the defaults);
+#   - rnnd POST /predict with batching off (--batch-max 1);
+#   - rnnd streaming sessions: one value per request into 16 sessions;
+#   - Flask + PyTorch POST /predict (skipped, "SKIP: ...", without flask/torch).
+# Each run records requests/s, p50 and p99 latency, non-200 replies (counted
+# by the Lua script's response callback), socket errors and the server's
+# VmRSS; the report gives the ratios to Flask and to /healthz against the
+# targets. Servers are stopped on exit (trap). The report goes to stdout and
+# to build/bench/http.md. All traffic goes to 127.0.0.1.
 set -eu
 
 bin=${1:-build/rnnd}
@@ -82,14 +85,10 @@ seq=$(awk 'BEGIN { for (i = 0; i < 50; i++) printf "%s%.6f", (i ? "," : ""), sin
 body="{\"model\":\"sine\",\"sequence\":[$seq]}"
 printf '%s' "$body" > "$tmp/body.json"
 
-# wrk script: POST the body with the JSON content type; count non-200 replies
-# per thread in the response callback and sum them in done(), which also
-# prints the figures in one machine-readable line.
-cat > "$tmp/predict.lua" <<EOF
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = '$body'
-
+# wrk scripts: POST the body, GET, or one value into a session; count
+# non-200 replies per thread in the response callback and sum them in
+# done(), which also prints the figures in one machine-readable line.
+cat > "$tmp/report.lua" <<'EOF'
 non200 = 0
 local threads = {}
 
@@ -117,6 +116,37 @@ function done(summary, latency, requests)
     n, e.connect, e.read, e.write, e.status, e.timeout))
 end
 EOF
+{ cat "$tmp/report.lua"; cat <<EOF
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '$body'
+EOF
+} > "$tmp/predict.lua"
+cp "$tmp/report.lua" "$tmp/healthz.lua"
+# sessions: the ids come as the script's arguments; request k goes to
+# session k mod n with the next value of a sine wave
+{ cat "$tmp/report.lua"; cat <<'EOF'
+local ids, k = {}, 0
+function init(args)
+  for _, a in ipairs(args) do table.insert(ids, a) end
+end
+function request()
+  k = k + 1
+  local id = ids[(k % #ids) + 1]
+  return wrk.format("POST", "/sessions/" .. id, {["Content-Type"] = "application/json"},
+                    string.format('{"sequence": [%.6f]}', math.sin(0.3 * k)))
+end
+EOF
+} > "$tmp/session.lua"
+
+# pinning: the server on core 0, wrk on core 1
+if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
+  on_server="taskset -c 0"; on_client="taskset -c 1"
+  pinning="server on core 0, wrk on core 1 (taskset)"
+else
+  on_server=; on_client=
+  pinning="not pinned (taskset missing or one core): wrk shares the server's cores"
+fi
 
 post() {  # post PORT: print the reply body of one request
   "$py" - "$1" "$tmp/body.json" <<'EOF'
@@ -130,47 +160,61 @@ EOF
 
 rows=
 notes=
-# run_wrk NAME PID PORT THREADS CONNS: one measured run, appends a table row
+# run_wrk NAME PID PORT CONNS SCRIPT PATH [ARGS...]: one measured run after
+# a 1 s warm-up; appends a table row and sets NAME_{rps,p50,p99,err}_CONNS
 run_wrk() {
-  log=$tmp/wrk_$1_$5.txt
+  name=$1 pid=$2 port=$3 conns=$4 script=$5 path=$6
+  shift 6
+  log=$tmp/wrk_${name}_$conns.txt
   # wrk runs in the background so that a signal reaches the traps at once
-  wrk -t"$4" -c"$5" -d"${DURATION}s" --latency -s "$tmp/predict.lua" \
-    "http://127.0.0.1:$3/predict" > "$log" 2>&1 &
+  $on_client wrk -t1 -c"$conns" -d1s -s "$tmp/$script" "http://127.0.0.1:$port$path" -- "$@" > /dev/null 2>&1 &
+  wrk_pid=$!
+  wait "$wrk_pid" || true
+  $on_client wrk -t1 -c"$conns" -d"${DURATION}s" --latency -s "$tmp/$script" \
+    "http://127.0.0.1:$port$path" -- "$@" > "$log" 2>&1 &
   wrk_pid=$!
   wait "$wrk_pid" || { wrk_pid=; cat "$log" >&2; return 1; }
   wrk_pid=
-  rss=$(rss_mib "$2")
+  rss=$(rss_mib "$pid")
   line=$(grep '^RESULT ' "$log" || true)
   if [ -z "$line" ]; then echo "bench_http.sh: no result from wrk:" >&2; cat "$log" >&2; return 1; fi
   get() { echo "$line" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
   rps=$(get rps); p50=$(get p50_us); p99=$(get p99_us)
   p50ms=$(awk -v v="$p50" 'BEGIN { printf "%.3f", v / 1000 }')
   p99ms=$(awk -v v="$p99" 'BEGIN { printf "%.3f", v / 1000 }')
-  rows="$rows| $1 | $5 | $(awk -v v="$rps" 'BEGIN { printf "%.0f", v }') | $p50ms | $p99ms | $rss |
+  errs=$(( $(get non200) + $(get err_connect) + $(get err_read) + $(get err_write) + $(get err_timeout) ))
+  rows="$rows| $name | $conns | $(awk -v v="$rps" 'BEGIN { printf "%.0f", v }') | $p50ms | $p99ms | $errs | $rss |
 "
-  eval "${1}_rps_$5=\$rps ${1}_p50_$5=\$p50ms ${1}_p99_$5=\$p99ms"
-  notes="$notes- $1, $5 connection(s): $(get requests) requests, non-200 replies: $(get non200); socket errors: connect $(get err_connect), read $(get err_read), write $(get err_write), timeout $(get err_timeout)
+  eval "${name}_rps_$conns=\$rps ${name}_p50_$conns=\$p50ms ${name}_p99_$conns=\$p99ms ${name}_err_$conns=\$errs"
+  notes="$notes- $name, $conns connections: $(get requests) requests, non-200 replies: $(get non200); socket errors: connect $(get err_connect), read $(get err_read), write $(get err_write), timeout $(get err_timeout)
 "
-  echo "  $1 -c$5: $(get rps) req/s, p50 $p50ms ms, p99 $p99ms ms, RSS $rss MiB, non-200 $(get non200)" >&2
+  echo "  $name -c$conns: $(get rps) req/s, p50 $p50ms ms, p99 $p99ms ms, RSS $rss MiB, errors $errs" >&2
 }
 
-# bench NAME PID PORT: warm-up, then the two measured runs
-bench() {
-  wrk -t1 -c1 -d1s -s "$tmp/predict.lua" "http://127.0.0.1:$3/predict" > /dev/null 2>&1 &
-  wrk_pid=$!
-  wait "$wrk_pid" || true
-  wrk_pid=
-  run_wrk "$1" "$2" "$3" 1 1
-  run_wrk "$1" "$2" "$3" 2 16
+# start_rnnd ARGS...: rnnd serve on the trained model, pinned; sets rnnd_pid, rnnd_port
+start_rnnd() {
+  $on_server "$bin" serve --listen 127.0.0.1 --port 0 --model-dir "$tmp" --http-threads 2 \
+    "$@" 2> "$tmp/rnnd.log" &
+  rnnd_pid=$!
+  rnnd_port=$(wait_port "$rnnd_pid" "$tmp/rnnd.log" rnnd)
+}
+
+# problems WHAT: notes the WARN/ERROR lines of rnnd's log
+problems() {
+  if grep -E ' (ERROR|WARN) ' "$tmp/rnnd.log" > "$tmp/rnnd_problems.log"; then
+    notes="$notes- rnnd ($1) logged $(wc -l < "$tmp/rnnd_problems.log") warning/error line(s), first: $(head -n 1 "$tmp/rnnd_problems.log")
+"
+  else
+    notes="$notes- rnnd ($1) log: no WARN/ERROR lines
+"
+  fi
 }
 
 echo "bench_http: training the sine model" >&2
 "$bin" train --job "$root/examples/sine.json" --out "$tmp/sine.safetensors" > "$tmp/train.log" 2>&1 \
   || { cat "$tmp/train.log" >&2; exit 1; }
 
-"$bin" serve --listen 127.0.0.1 --port 0 --model-dir "$tmp" --http-threads 2 2> "$tmp/rnnd.log" &
-rnnd_pid=$!
-rnnd_port=$(wait_port "$rnnd_pid" "$tmp/rnnd.log" rnnd)
+start_rnnd
 rnnd_reply=$(post "$rnnd_port")
 echo "bench_http: rnnd (pid $rnnd_pid) on port $rnnd_port: $rnnd_reply" >&2
 
@@ -197,59 +241,82 @@ print("%s: rnnd %.9g, Flask %.9g, |difference| %.3g (tolerance 1e-5)" % ("PASS" 
   stop "$flask_pid"; flask_pid=
 fi
 
-echo "bench_http: rnnd, ${DURATION} s per run" >&2
-bench rnnd "$rnnd_pid" "$rnnd_port"
+echo "bench_http: rnnd, ${DURATION} s per run, $pinning" >&2
+for c in 16 64; do
+  run_wrk healthz "$rnnd_pid" "$rnnd_port" $c healthz.lua /healthz
+  run_wrk predict "$rnnd_pid" "$rnnd_port" $c predict.lua /predict
+done
+sids=
+for k in $(seq 1 16); do
+  sid=$("$py" - "$rnnd_port" <<'EOF'
+import json, sys, urllib.request
+req = urllib.request.Request("http://127.0.0.1:%s/sessions" % sys.argv[1], data=b'{"model": "sine"}',
+                             headers={"Content-Type": "application/json"})
+print(json.loads(urllib.request.urlopen(req, timeout=30).read())["session"])
+EOF
+)
+  sids="$sids $sid"
+done
+for c in 16 64; do
+  # shellcheck disable=SC2086
+  run_wrk session "$rnnd_pid" "$rnnd_port" $c session.lua / $sids
+done
 stop "$rnnd_pid"; rnnd_pid=
-if grep -E ' (ERROR|WARN) ' "$tmp/rnnd.log" > "$tmp/rnnd_problems.log"; then
-  notes="$notes- rnnd logged $(wc -l < "$tmp/rnnd_problems.log") warning/error line(s), first: $(head -n 1 "$tmp/rnnd_problems.log")
-"
-else
-  notes="$notes- rnnd log: no WARN/ERROR lines
-"
-fi
+problems "batching on"
+start_rnnd --batch-max 1
+for c in 16 64; do
+  run_wrk unbatched "$rnnd_pid" "$rnnd_port" $c predict.lua /predict
+done
+stop "$rnnd_pid"; rnnd_pid=
+problems "batching off"
 
 if [ -z "$flask_skip" ]; then
-  "$py" "$root/bench/flask_server.py" 0 --model-dir "$tmp" --name sine 2> "$tmp/flask.log" &
+  $on_server "$py" "$root/bench/flask_server.py" 0 --model-dir "$tmp" --name sine 2> "$tmp/flask.log" &
   flask_pid=$!
   flask_port=$(wait_port "$flask_pid" "$tmp/flask.log" flask_server.py)
   echo "bench_http: Flask, ${DURATION} s per run" >&2
-  bench flask "$flask_pid" "$flask_port"
+  for c in 16 64; do
+    run_wrk flask "$flask_pid" "$flask_port" $c predict.lua /predict
+  done
   stop "$flask_pid"; flask_pid=
 else
   echo "$flask_skip" >&2
 fi
 
 # ratios and targets
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a / b }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 below() { awk -v a="$1" -v b="$2" 'BEGIN { print (a < b) ? "yes" : "no" }'; }
 report=$tmp/http.md
 {
-  echo "## HTTP /predict: rnnd vs Flask + PyTorch"
+  echo "## HTTP: rnnd /predict vs its own /healthz and vs Flask + PyTorch"
   echo
-  echo "sine model (LSTM, hidden 32, 50-step sequence); wrk ${DURATION} s per run, -t1 -c1 and -t2 -c16;"
-  echo "rnnd --http-threads 2; Flask: Werkzeug dev server, threaded (closes the connection after every reply);"
-  echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset(auto-detected)}; $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+  echo "sine model (LSTM, hidden 32, 50-step sequence); wrk -t1, ${DURATION} s per run at 16 and 64"
+  echo "connections; $pinning; rnnd --http-threads 2, predict_workers = cores;"
+  echo "Flask: Werkzeug dev server, threaded; OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset} (rnnd does not use OpenBLAS);"
+  echo "$(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
   echo
-  echo "| server | connections | req/s | p50 ms | p99 ms | RSS MiB |"
-  echo "|---|---|---|---|---|---|"
+  echo "| run | connections | req/s | p50 ms | p99 ms | errors | RSS MiB |"
+  echo "|---|---|---|---|---|---|---|"
   printf '%s' "$rows"
   echo
-  if [ -n "$flask_skip" ]; then
-    echo "$flask_skip"
-    echo
-    echo "- targets check (>= 20x Flask req/s and rnnd p99 < Flask p50): SKIP (no Flask figures)"
-  else
-    echo "- same prediction: $check"
-    ok=PASS
-    for c in 1 16; do
-      eval "rr=\$rnnd_rps_$c fr=\$flask_rps_$c r99=\$rnnd_p99_$c f50=\$flask_p50_$c"
-      x=$(ratio "$rr" "$fr"); b=$(below "$r99" "$f50")
-      echo "- $c connection(s): rnnd req/s / Flask req/s = ${x}x; rnnd p99 ($r99 ms) < Flask p50 ($f50 ms): $b"
-      awk -v x="$x" 'BEGIN { exit !(x >= 20) }' || ok=FAIL
+  ok=PASS
+  for c in 16 64; do
+    eval "pr=\$predict_rps_$c hr=\$healthz_rps_$c ur=\$unbatched_rps_$c sr=\$session_rps_$c p99=\$predict_p99_$c pe=\$predict_err_$c"
+    h=$(ratio "$pr" "$hr")
+    echo "- $c connections: /predict / /healthz = $h (target >= 0.5); batching off $(ratio "$ur" "$hr"); sessions $(ratio "$sr" "$hr"); /predict errors: $pe"
+    awk -v x="$h" 'BEGIN { exit !(x >= 0.5) }' || ok=FAIL
+    [ "$pe" = 0 ] || ok=FAIL
+    if [ -z "$flask_skip" ]; then
+      eval "fr=\$flask_rps_$c f50=\$flask_p50_$c"
+      x=$(ratio "$pr" "$fr"); b=$(below "$p99" "$f50")
+      echo "  /predict / Flask = ${x}x (target >= 40x); batching off $(ratio "$ur" "$fr")x; sessions $(ratio "$sr" "$fr")x; rnnd p99 ($p99 ms) < Flask p50 ($f50 ms): $b"
+      awk -v x="$x" 'BEGIN { exit !(x >= 40) }' || ok=FAIL
       [ "$b" = yes ] || ok=FAIL
-    done
-    echo "- targets check (>= 20x Flask req/s and rnnd p99 < Flask p50, at 1 and 16 connections): $ok"
-  fi
+    fi
+  done
+  if [ -n "$flask_skip" ]; then echo "- $flask_skip"; fi
+  echo "- targets (>= 40x Flask, >= 0.5 of /healthz, 0 errors, p99 below Flask's p50): $ok"
+  if [ -n "$check" ]; then echo "- same prediction: $check"; fi
   echo
   printf '%s' "$notes"
 } > "$report"
