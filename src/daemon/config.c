@@ -49,6 +49,7 @@ static const key keys[] = {
     {"connection_limit", T_INT, S(connection_limit), 1, 1000000, "open connections at most"},
     {"per_ip_limit", T_INT, S(per_ip_limit), 0, 1000000, "open connections per client address (0: no limit)"},
     {"connection_timeout", T_INT, S(connection_timeout), 1, 86400, "seconds an idle connection is kept"},
+    {"request_timeout", T_INT, S(request_timeout), 1, 86400, "seconds a client has to send a whole request (headers and body), from connecting or from its last reply"},
     {"drain_timeout", T_INT, S(drain_timeout), 0, 3600, "seconds SIGTERM waits for requests in flight"},
     {"max_sessions", T_INT, S(max_sessions), 1, 10000000, "streaming sessions open at once; more gets 429"},
     {"session_idle_s", T_INT, S(session_idle_s), 1, 604800, "seconds a session may sit idle before it ends"},
@@ -82,6 +83,7 @@ void rnnd_config_defaults(rnnd_config *c)
     c->per_ip_limit = 256;
     c->connection_timeout = 30;
     c->drain_timeout = 30;
+    c->request_timeout = 10;
     c->max_sessions = 10000;
     c->session_idle_s = 300;
 }

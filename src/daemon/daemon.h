@@ -41,6 +41,7 @@ typedef struct rnnd_config {
     int connection_limit;
     int per_ip_limit;
     int connection_timeout;     /* seconds */
+    int request_timeout;        /* seconds to send a whole request */
     int drain_timeout;          /* seconds to wait for requests in flight on SIGTERM */
     int max_sessions;           /* streaming sessions open at once */
     int session_idle_s;         /* seconds an idle session lives */

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 /* ------------------------------------------------------------------ responses */
 
@@ -260,6 +261,98 @@ static answer dispatch(struct MHD_Connection *c, req *r)
 
 /* ------------------------------------------------------------------ libmicrohttpd glue */
 
+/* Every open connection, for request_timeout: the time it began waiting
+ * for a request (its start, or its last reply), and whether one has been
+ * received in full and is being answered. */
+struct conn {
+    int fd;
+    atomic_int served;      /* requests begun on it */
+    atomic_int busy;
+    double since;           /* rnnd_clock(), under conns_mu */
+    int cut;                /* shut down by http_sweep */
+    conn *prev, *next;
+};
+
+static pthread_mutex_t conns_mu = PTHREAD_MUTEX_INITIALIZER;
+static conn *conns;
+
+static conn *conn_of(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* The next request's deadline runs from the reply to this one. */
+static void conn_idle(struct MHD_Connection *c)
+{
+    conn *cn = conn_of(c);
+    if (!cn)
+        return;
+    pthread_mutex_lock(&conns_mu);
+    cn->since = rnnd_clock();
+    atomic_store(&cn->busy, 0);
+    pthread_mutex_unlock(&conns_mu);
+}
+
+/* Tracks connections for http_sweep, and counts those that have not yet
+ * sent a request: a drain waits for them too, or a client that connected
+ * just before SIGTERM would get an empty reply. libmicrohttpd reports a
+ * connection closed before it closes its socket, so a socket http_sweep
+ * finds in the list under the lock is still the connection's. */
+void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                   enum MHD_ConnectionNotificationCode code)
+{
+    (void)cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        conn *cn = calloc(1, sizeof *cn);
+        *socket_context = cn;
+        if (!cn)
+            return;
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        cn->fd = ci ? ci->connect_fd : -1;
+        atomic_fetch_add(&S.fresh, 1);
+        pthread_mutex_lock(&conns_mu);
+        cn->since = rnnd_clock();
+        cn->next = conns;
+        if (conns)
+            conns->prev = cn;
+        conns = cn;
+        pthread_mutex_unlock(&conns_mu);
+    } else {
+        conn *cn = *socket_context;
+        if (!cn)
+            return;
+        if (atomic_load(&cn->served) == 0)
+            atomic_fetch_sub(&S.fresh, 1);
+        pthread_mutex_lock(&conns_mu);
+        if (cn->prev)
+            cn->prev->next = cn->next;
+        else
+            conns = cn->next;
+        if (cn->next)
+            cn->next->prev = cn->prev;
+        pthread_mutex_unlock(&conns_mu);
+        free(cn);
+        *socket_context = NULL;
+    }
+}
+
+int http_sweep(double timeout)
+{
+    const double now = rnnd_clock();
+    int n = 0;
+    pthread_mutex_lock(&conns_mu);
+    for (conn *cn = conns; cn; cn = cn->next)
+        if (!cn->cut && cn->fd >= 0 && !atomic_load(&cn->busy) && now - cn->since > timeout) {
+            /* libmicrohttpd sees the end of the stream and closes it */
+            shutdown(cn->fd, SHUT_RDWR);
+            cn->cut = 1;
+            n++;
+        }
+    pthread_mutex_unlock(&conns_mu);
+    return n;
+}
+
 enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **req_cls)
@@ -277,9 +370,8 @@ enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
         r->route = "other";
         *req_cls = r;
         atomic_fetch_add(&S.inflight, 1);
-        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-        int *served = ci ? ci->socket_context : NULL;
-        if (served && (*served)++ == 0)
+        conn *cn = conn_of(c);
+        if (cn && atomic_fetch_add(&cn->served, 1) == 0)
             atomic_fetch_sub(&S.fresh, 1);
         return MHD_YES;
     }
@@ -311,6 +403,9 @@ enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
         *upload_size = 0; /* consumed, or dropped once over the cap */
         return MHD_YES;
     }
+    conn *cn = conn_of(c);
+    if (cn)
+        atomic_store(&cn->busy, 1); /* received in full: request_timeout no longer runs */
     return dispatch(c, r);
 }
 
@@ -327,32 +422,12 @@ void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     rnnd_log(level, "%s %s %d %.3fms%s", r->method, r->path, r->status, dt * 1e3,
              toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed early)");
     metrics_request(r->route, r->status, dt);
+    conn_idle(c);
     batch_free(r->job);
     free(r->body);
     free(r);
     *req_cls = NULL;
     atomic_fetch_sub(&S.inflight, 1);
-}
-
-/* Counts connections that have not yet sent a request: a drain waits for
- * them too, or a client that connected just before SIGTERM would get an
- * empty reply. */
-void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
-                          enum MHD_ConnectionNotificationCode code)
-{
-    (void)cls;
-    (void)c;
-    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-        *socket_context = calloc(1, sizeof(int));
-        if (*socket_context)
-            atomic_fetch_add(&S.fresh, 1);
-    } else {
-        int *served = *socket_context;
-        if (served && *served == 0)
-            atomic_fetch_sub(&S.fresh, 1);
-        free(served);
-        *socket_context = NULL;
-    }
 }
 
 void mhd_log(void *cls, const char *fmt, va_list ap)

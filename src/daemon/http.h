@@ -13,6 +13,7 @@
 
 typedef struct sessions sessions;
 typedef struct pjob pjob;
+typedef struct conn conn;
 
 typedef struct server {
     rnnd_config cfg;
@@ -158,5 +159,9 @@ void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
 void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
                    enum MHD_ConnectionNotificationCode code);
 void mhd_log(void *cls, const char *fmt, va_list ap);
+/* Shuts connections that have waited more than timeout seconds for a whole
+ * request (headers and body) since they opened or were last answered;
+ * returns how many. */
+int http_sweep(double timeout);
 
 #endif

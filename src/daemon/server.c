@@ -129,6 +129,10 @@ int rnnd_serve_main(const rnnd_config *cfg)
     for (int tick = 1; !got_term; tick++) {
         struct timespec ts = {0, 50 * 1000 * 1000};
         nanosleep(&ts, NULL);
+        int cut = http_sweep(cfg->request_timeout);
+        if (cut)
+            rnnd_log(LOG_INFO, "%d connection%s closed: no whole request within %d s (request_timeout)",
+                     cut, cut == 1 ? "" : "s", cfg->request_timeout);
         if (tick % 20 == 0) {
             int k = sessions_expire(S.sess, cfg->session_idle_s);
             if (k)

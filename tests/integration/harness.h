@@ -75,6 +75,7 @@ int json_close(const cJSON *got, const cJSON *want, double rel, char *where, siz
     } while (0)
 
 Suite *sessions_suite(void);
+Suite *abuse_suite(void);
 Suite *http_suite(void);
 Suite *readme_suite(void);
 Suite *admin_suite(void);

@@ -15,6 +15,7 @@ int main(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     SRunner *sr = srunner_create(http_suite());
     srunner_add_suite(sr, sessions_suite());
+    srunner_add_suite(sr, abuse_suite());
     srunner_add_suite(sr, readme_suite());
     srunner_add_suite(sr, admin_suite());
     srunner_run_all(sr, CK_NORMAL);
