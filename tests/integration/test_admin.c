@@ -85,6 +85,16 @@ START_TEST(test_admin_page_in_chromium)
              dir, dir);
     start_daemon_args(args);
     long id = submit(LONG_JOB, 202);
+    /* a streaming session 7 steps in */
+    resp sr = post("/sessions", "{\"model\": \"sine\"}");
+    cJSON *so = json_of(&sr);
+    char spath[128];
+    snprintf(spath, sizeof spath, "/sessions/%s", cJSON_GetObjectItem(so, "session")->valuestring);
+    cJSON_Delete(so);
+    free(sr.body);
+    sr = post(spath, "{\"sequence\": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]}");
+    ck_assert_int_eq(sr.status, 200);
+    free(sr.body);
     char url[256];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/admin", port);
 
@@ -94,6 +104,7 @@ START_TEST(test_admin_page_in_chromium)
     ck_assert_msg(strstr(dom, "<td>sine</td><td>1</td>") && strstr(dom, "<td>chars</td><td>1</td>"),
                   "models table:\n%.3000s", dom);
     ck_assert_msg(strstr(dom, "<td>wave</td><td>running</td>"), "jobs table:\n%.3000s", dom);
+    ck_assert_msg(strstr(dom, "<td>sine</td><td>1</td><td>7</td>"), "sessions table:\n%.3000s", dom);
     ck_assert_msg(strstr(dom, "class=\"train\"") && strstr(dom, "class=\"val\""),
                   "the chart has no training and validation lines");
     free(dom);
