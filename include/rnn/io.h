@@ -126,6 +126,16 @@ long rnn_stream_position(const rnn_stream *s);
 int rnn_stream_json(rnn_predictor *p, rnn_stream *s, const rnn_model *m, const rnn_meta *meta,
                     const struct cJSON *req, const rnn_limits *lim, struct cJSON *reply,
                     int *status, rnn_err *err);
+/* n requests of n different streams of model m at once: each is checked
+ * alone (a refused one gets status and errs, and its stream is untouched);
+ * those that step alike (as many new steps, the same "steps" and
+ * "return_sequences") run as the rows of one batched pass, the streams'
+ * states gathered into it and scattered back. replies[i] gets request i's
+ * fields as rnn_stream_json would write them, to 1e-6. */
+void rnn_stream_many(rnn_predictor *p, rnn_stream *const *s, const rnn_model *m,
+                     const rnn_meta *meta, const struct cJSON *const *reqs, int n,
+                     const rnn_limits *lim, struct cJSON *const *replies, int *status,
+                     rnn_err *errs);
 
 #ifdef __cplusplus
 }

@@ -16,11 +16,16 @@
  *
  * Predictions that cannot share a pass ("sequences", text generation) go
  * through the same queue as batches of one, so no prediction holds an HTTP
- * thread. A job belongs to its request; the worker writes its reply and
+ * thread. Steps of streaming sessions go through it too: requests to
+ * different sessions of one model version run together (rnn_stream_many
+ * gathers their states into the rows of one pass and scatters them back),
+ * each session locked meanwhile, in address order. A job belongs to its request; the worker writes its reply and
  * resumes the connection, after which it does not touch the job again.
  */
 #include "http.h"
 
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -28,7 +33,8 @@
 struct pjob {
     struct MHD_Connection *c;
     cJSON *body;
-    served_model *model;
+    served_model *model;    /* a reference, but for a session's (which holds one) */
+    session *sess;          /* a session step: a reference */
     double queued;          /* rnnd_clock() */
     atomic_int done;
     rnn_reply out;
@@ -46,17 +52,32 @@ static struct {
 
 static int same_model(const pjob *a, const pjob *b) { return a->model == b->model; }
 
-/* Takes the oldest job and up to batch_max - 1 more of its model version
- * off the queue (B.mu held), keeping the others in order. */
+enum { ALONE, PREDICTION, SESSION };
+
+static int kind_of(const pjob *j)
+{
+    return j->sess ? SESSION : rnn_predict_batchable(&j->model->m, j->body) ? PREDICTION : ALONE;
+}
+
+/* Is j's session already in the batch? Its steps wait for the next one. */
+static int in_batch(pjob *const *batch, int n, const pjob *j)
+{
+    for (int i = 0; j->sess && i < n; i++)
+        if (batch[i]->sess == j->sess) return 1;
+    return 0;
+}
+
+/* Takes the oldest job and up to batch_max - 1 more of its kind and model
+ * version off the queue (B.mu held), keeping the others in order. */
 static int take(pjob **batch, int max)
 {
     int n = 0;
     pjob *first = B.head;
-    const int alone = !rnn_predict_batchable(&first->model->m, first->body);
+    const int kind = kind_of(first), alone = kind == ALONE;
     for (pjob **p = &B.head; *p && n < max;) {
         pjob *j = *p;
-        if (j == first || (!alone && same_model(j, first) &&
-                           rnn_predict_batchable(&j->model->m, j->body))) {
+        if (j == first || (!alone && same_model(j, first) && kind_of(j) == kind &&
+                           !in_batch(batch, n, j))) {
             *p = j->next;
             batch[n++] = j;
             if (alone)
@@ -68,6 +89,62 @@ static int take(pjob **batch, int max)
     B.tail = &B.head;
     while (*B.tail) B.tail = &(*B.tail)->next;
     return n;
+}
+
+static int by_address(const void *a, const void *b)
+{
+    const uintptr_t x = (uintptr_t)(*(pjob *const *)a)->sess, y = (uintptr_t)(*(pjob *const *)b)->sess;
+    return (x > y) - (x < y);
+}
+
+/* Session steps: each reply as /sessions/ID gives it. */
+static void run_sessions(pjob **batch, int n, rnn_predictor *p, const rnn_limits *lim)
+{
+    served_model *s = batch[0]->model;
+    qsort(batch, (size_t)n, sizeof *batch, by_address);
+    rnn_stream **st = malloc((size_t)n * sizeof *st);
+    const cJSON **reqs = malloc((size_t)n * sizeof *reqs);
+    cJSON **replies = malloc((size_t)n * sizeof *replies);
+    int *status = malloc((size_t)n * sizeof *status);
+    rnn_err *errs = malloc((size_t)n * sizeof *errs);
+    if (!st || !reqs || !replies || !status || !errs) {
+        for (int i = 0; i < n; i++) {
+            batch[i]->out = (rnn_reply){.status = 503};
+            snprintf(batch[i]->out.msg, sizeof batch[i]->out.msg, "out of memory");
+        }
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        session_lock(batch[i]->sess);
+        st[i] = session_stream(batch[i]->sess);
+        reqs[i] = batch[i]->body;
+        replies[i] = cJSON_CreateObject();
+        cJSON_AddStringToObject(replies[i], "model", s->name);
+        cJSON_AddNumberToObject(replies[i], "version", (double)s->version);
+    }
+    rnn_stream_many(p, st, &s->m, &s->meta, reqs, n, lim, replies, status, errs);
+    for (int i = 0; i < n; i++) {
+        session_unlock(batch[i]->sess);
+        rnn_reply *o = &batch[i]->out;
+        o->status = status[i];
+        if (status[i] == 200) {
+            cJSON_AddStringToObject(replies[i], "session", session_id(batch[i]->sess));
+            cJSON_AddNumberToObject(replies[i], "position", (double)session_position(batch[i]->sess));
+            if ((o->text = json_text(replies[i])))
+                o->len = strlen(o->text);
+            else
+                o->status = 503, snprintf(o->msg, sizeof o->msg, "out of memory");
+        } else {
+            cJSON_Delete(replies[i]);
+            snprintf(o->msg, sizeof o->msg, "%s", errs[i].msg);
+        }
+    }
+done:
+    free(st);
+    free(reqs);
+    free(replies);
+    free(status);
+    free(errs);
 }
 
 static void run(pjob **batch, int n)
@@ -82,6 +159,8 @@ static void run(pjob **batch, int n)
             batch[i]->out = (rnn_reply){.status = 503};
             snprintf(batch[i]->out.msg, sizeof batch[i]->out.msg, "out of memory");
         }
+    } else if (batch[0]->sess) {
+        run_sessions(batch, n, p, &lim);
     } else if (n == 1 && !rnn_predict_batchable(&s->m, batch[0]->body)) {
         rnn_reply *o = &batch[0]->out;
         rnn_err err;
@@ -125,7 +204,7 @@ static void *worker(void *arg)
         while (!B.head && !B.quit) pthread_cond_wait(&B.more, &B.mu);
         if (!B.head)
             break; /* quitting with nothing left */
-        if (S.cfg.batch_delay_us > 0 && rnn_predict_batchable(&B.head->model->m, B.head->body)) {
+        if (S.cfg.batch_delay_us > 0 && kind_of(B.head) != ALONE) {
             /* wait for company, up to batch_delay_us after the oldest job came */
             struct timespec until;
             clock_gettime(CLOCK_REALTIME, &until);
@@ -176,14 +255,9 @@ void batcher_stop(void)
     B.nthreads = 0;
 }
 
-answer batch_submit(struct MHD_Connection *c, req *r, cJSON *body, served_model *s)
+/* Queues job j of request r and suspends its connection. */
+static answer queue_job(struct MHD_Connection *c, req *r, pjob *j, cJSON *body, served_model *s)
 {
-    pjob *j = calloc(1, sizeof *j);
-    if (!j) {
-        served_release(s);
-        cJSON_Delete(body);
-        return send_error(c, r, 503, "out of memory");
-    }
     j->c = c;
     j->body = body;
     j->model = s;
@@ -196,6 +270,30 @@ answer batch_submit(struct MHD_Connection *c, req *r, cJSON *body, served_model 
     pthread_cond_signal(&B.more);
     pthread_mutex_unlock(&B.mu);
     return MHD_YES;
+}
+
+answer batch_submit(struct MHD_Connection *c, req *r, cJSON *body, served_model *s)
+{
+    pjob *j = calloc(1, sizeof *j);
+    if (!j) {
+        served_release(s);
+        cJSON_Delete(body);
+        return send_error(c, r, 503, "out of memory");
+    }
+    return queue_job(c, r, j, body, s);
+}
+
+answer batch_submit_session(struct MHD_Connection *c, req *r, cJSON *body, session *s)
+{
+    pjob *j = calloc(1, sizeof *j);
+    if (!j) {
+        session_release(s);
+        cJSON_Delete(body);
+        return send_error(c, r, 503, "out of memory");
+    }
+    j->sess = s;
+    atomic_fetch_add(&session_model(s)->refs, 1);
+    return queue_job(c, r, j, body, session_model(s));
 }
 
 answer batch_answer(struct MHD_Connection *c, req *r)
@@ -219,5 +317,6 @@ void batch_free(pjob *j)
     free(j->out.text);
     cJSON_Delete(j->body);
     served_release(j->model);
+    session_release(j->sess);
     free(j);
 }

@@ -114,6 +114,10 @@ int sessions_count(sessions *t);
 const char *session_id(const session *s);
 served_model *session_model(const session *s);
 long session_position(session *s);
+rnn_stream *session_stream(session *s);
+/* Held while a request steps the session; unlock records its use. */
+void session_lock(session *s);
+void session_unlock(session *s);
 /* One request's steps through the session (rnn_stream_json) into reply. */
 int session_run(session *s, const cJSON *body, cJSON *reply, int *status, rnn_err *err);
 /* The model a request body names, or the only one loaded; else answers
@@ -145,6 +149,8 @@ void batcher_stop(void);
 /* Queues a prediction of model s (a reference, which it takes, as it takes
  * body) and suspends the connection until a worker has answered it. */
 answer batch_submit(struct MHD_Connection *c, req *r, cJSON *body, served_model *s);
+/* The same for a request to a session (a reference, which it takes). */
+answer batch_submit_session(struct MHD_Connection *c, req *r, cJSON *body, session *s);
 /* The callback after a worker resumed the connection: sends the reply. */
 answer batch_answer(struct MHD_Connection *c, req *r);
 void batch_free(pjob *j);

@@ -203,6 +203,17 @@ served_model *session_model(const session *s) { return s->model; }
 
 long session_position(session *s) { return atomic_load(&s->position); }
 
+rnn_stream *session_stream(session *s) { return s->stream; }
+
+void session_lock(session *s) { pthread_mutex_lock(&s->lock); }
+
+void session_unlock(session *s)
+{
+    s->last = rnnd_clock();
+    atomic_store(&s->position, rnn_stream_position(s->stream));
+    pthread_mutex_unlock(&s->lock);
+}
+
 int session_run(session *s, const cJSON *body, cJSON *reply, int *status, rnn_err *err)
 {
     rnn_predictor *p = thread_predictor();
@@ -285,6 +296,8 @@ answer do_session_open(struct MHD_Connection *c, req *r)
     return send_json_header(c, r, 201, out, MHD_HTTP_HEADER_LOCATION, loc);
 }
 
+/* Steps run on the prediction workers, batched with other sessions of the
+ * same model version (batcher.c). */
 answer do_session_step(struct MHD_Connection *c, req *r)
 {
     answer ret;
@@ -296,23 +309,7 @@ answer do_session_step(struct MHD_Connection *c, req *r)
         session_release(s);
         return ret;
     }
-    cJSON *out = cJSON_CreateObject();
-    cJSON_AddStringToObject(out, "model", s->model->name);
-    cJSON_AddNumberToObject(out, "version", (double)s->model->version);
-    int status;
-    rnn_err err;
-    if (session_run(s, o, out, &status, &err)) {
-        cJSON_Delete(out);
-        ret = send_error(c, r, status, "%s", err.msg);
-    } else {
-        cJSON_AddStringToObject(out, "session", s->id);
-        cJSON_AddNumberToObject(out, "position", (double)session_position(s));
-        metrics_inference(s->model->name, 1, 1);
-        ret = send_json(c, r, 200, out);
-    }
-    cJSON_Delete(o);
-    session_release(s);
-    return ret;
+    return batch_submit_session(c, r, o, s);
 }
 
 answer do_session_get(struct MHD_Connection *c, req *r)

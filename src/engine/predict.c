@@ -676,6 +676,35 @@ static void stream_keep(rnn_stream *s, int O, int save)
     }
 }
 
+/* Everything about a session request checked before any step runs: r gets
+ * its steps, *steps the forecast; c points at p's buffers for one row. */
+static int stream_check(pctx *c, const rnn_stream *s, const cJSON *rq, row *r, int *steps)
+{
+    *r = (row){.path = "sequence"};
+    if (!cJSON_IsObject(rq))
+        return bad(c, 400, "request must be a JSON object");
+    if (check_request(c, rq))
+        return -1;
+    if (cJSON_HasObjectItem(rq, "sequences") || cJSON_HasObjectItem(rq, "text"))
+        return bad(c, 400, "a session takes \"sequence\": the steps that are new since the last request");
+    if ((*steps = forecast_request(c, rq)) < 0)
+        return -1;
+    r->seq = cJSON_GetObjectItemCaseSensitive(rq, "sequence");
+    if (!r->seq && *steps == 0)
+        return bad(c, 400, "sequence: missing (the new steps; or \"steps\": N alone to forecast)");
+    if (r->seq ? read_row(c, r)
+               : s->position == 0 ? bad(c, 422, "steps: the session has no steps yet to forecast from")
+                                  : 0)
+        return -1;
+    if (check_work(c, (double)r->T + *steps) || predictor_fit(c, 1))
+        return -1;
+    int t = 0;
+    for (const cJSON *st = r->seq && !r->tok ? r->seq->child : NULL; st; st = st->next, t++)
+        if (read_step(c, st, r->path, t, c->x))
+            return -1;
+    return 0;
+}
+
 int rnn_stream_json(rnn_predictor *p, rnn_stream *s, const rnn_model *m, const rnn_meta *meta,
                     const cJSON *rq, const rnn_limits *lim_in, cJSON *reply, int *status,
                     rnn_err *err)
@@ -683,35 +712,10 @@ int rnn_stream_json(rnn_predictor *p, rnn_stream *s, const rnn_model *m, const r
     rnn_limits dl;
     rnn_limits_default(&dl);
     pctx c = {.m = m, .meta = meta, .lim = lim_in ? lim_in : &dl, .status = 0, .err = err, .p = p};
-    row r = {.path = "sequence"};
+    row r = {0};
     int rc = -1, steps = 0;
-    if (!cJSON_IsObject(rq)) {
-        bad(&c, 400, "request must be a JSON object");
+    if (stream_check(&c, s, rq, &r, &steps))
         goto done;
-    }
-    if (check_request(&c, rq))
-        goto done;
-    if (cJSON_HasObjectItem(rq, "sequences") || cJSON_HasObjectItem(rq, "text")) {
-        bad(&c, 400, "a session takes \"sequence\": the steps that are new since the last request");
-        goto done;
-    }
-    if ((steps = forecast_request(&c, rq)) < 0)
-        goto done;
-    r.seq = cJSON_GetObjectItemCaseSensitive(rq, "sequence");
-    if (!r.seq && steps == 0) {
-        bad(&c, 400, "sequence: missing (the new steps; or \"steps\": N alone to forecast)");
-        goto done;
-    }
-    if (r.seq ? read_row(&c, &r) : s->position == 0 ? bad(&c, 422, "steps: the session has no "
-                                                         "steps yet to forecast from") : 0)
-        goto done;
-    if (check_work(&c, (double)r.T + steps) || predictor_fit(&c, 1))
-        goto done;
-    /* every step is checked before the first one moves the state */
-    int t = 0;
-    for (const cJSON *st = r.seq && !r.tok ? r.seq->child : NULL; st; st = st->next, t++)
-        if (read_step(&c, st, r.path, t, s->x))
-            goto done;
     c.st = &s->st;
     c.x = s->x;
     c.out = s->out;
@@ -730,6 +734,105 @@ done:
     free(r.tok);
     *status = rc ? (c.status ? c.status : 400) : 200;
     return rc;
+}
+
+/* Row b of the batched state st (B rows) to or from stream s's state:
+ * layer l's h and c are at (l B + b) H. */
+static void stream_rows(rnn_state *st, int b, rnn_stream *s, const rnn_config *cfg, int gather)
+{
+    const size_t H = (size_t)cfg->hidden, n = H * sizeof(float);
+    for (int l = 0; l < cfg->layers; l++) {
+        float *bh = st->h + ((size_t)l * st->B + b) * H, *bc = st->c + ((size_t)l * st->B + b) * H;
+        float *sh = s->st.h + (size_t)l * H, *sc = s->st.c + (size_t)l * H;
+        if (gather) {
+            memcpy(bh, sh, n);
+            memcpy(bc, sc, n);
+        } else {
+            memcpy(sh, bh, n);
+            memcpy(sc, bc, n);
+        }
+    }
+}
+
+void rnn_stream_many(rnn_predictor *p, rnn_stream *const *s, const rnn_model *m,
+                     const rnn_meta *meta, const cJSON *const *reqs, int n, const rnn_limits *lim_in,
+                     cJSON *const *replies, int *status, rnn_err *errs)
+{
+    rnn_limits dl;
+    rnn_limits_default(&dl);
+    const rnn_limits *lim = lim_in ? lim_in : &dl;
+    row *rows = rnn_xcalloc((size_t)n, sizeof *rows);
+    int *steps = rnn_xcalloc((size_t)n, sizeof *steps), *group = rnn_xcalloc((size_t)n, sizeof *group);
+    row *g = rnn_xcalloc((size_t)n, sizeof *g);
+    int *gi = rnn_xcalloc((size_t)n, sizeof *gi);
+    cJSON **go = rnn_xcalloc((size_t)n, sizeof *go);
+    const int O = m->cfg.output_size;
+    int rows_done = 0, passes = 0;
+    if (!rows || !steps || !group || !g || !gi || !go) {
+        for (int i = 0; i < n; i++) {
+            status[i] = 500;
+            snprintf(errs[i].msg, sizeof errs[i].msg, "out of memory");
+        }
+        goto done;
+    }
+    /* each request checked alone; those that step alike go together */
+    for (int i = 0; i < n; i++) {
+        pctx c = {.m = m, .meta = meta, .lim = lim, .err = &errs[i], .p = p};
+        const int bad_req = stream_check(&c, s[i], reqs[i], &rows[i], &steps[i]);
+        status[i] = bad_req ? (c.status ? c.status : 400) : 200;
+        group[i] = bad_req ? -2 : rows[i].seq ? -1 : -3; /* -3: a forecast alone */
+    }
+    for (int i = 0; i < n; i++) {
+        if (group[i] == -3) {
+            rnn_stream_json(p, s[i], m, meta, reqs[i], lim, replies[i], &status[i], &errs[i]);
+            rows_done++, passes++;
+        }
+        if (group[i] != -1)
+            continue;
+        const int retseq = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reqs[i], "return_sequences"));
+        int k = 0;
+        for (int j = i; j < n; j++)
+            if (group[j] == -1 && rows[j].T == rows[i].T && steps[j] == steps[i] &&
+                cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reqs[j], "return_sequences")) == retseq) {
+                group[j] = i;
+                gi[k] = j;
+                g[k] = rows[j];
+                go[k++] = replies[j];
+            }
+        /* the sessions' states as the rows of one, stepped together */
+        pctx c = {.m = m, .meta = meta, .lim = lim, .err = &errs[i], .p = p};
+        int failed = predictor_fit(&c, k) || use_state(&c, k);
+        for (int q = 0; !failed && q < k; q++) stream_rows(c.st, q, s[gi[q]], &m->cfg, 1);
+        if (failed || run_rows(&c, g, k, retseq, go)) {
+            for (int q = 0; q < k; q++) {
+                status[gi[q]] = c.status ? c.status : 500;
+                errs[gi[q]] = errs[i];
+            }
+            continue;
+        }
+        for (int q = 0; q < k; q++) {
+            rnn_stream *sq = s[gi[q]];
+            stream_rows(c.st, q, sq, &m->cfg, 0);
+            memcpy(sq->out, c.out + (size_t)q * O, (size_t)O * sizeof(float));
+            sq->position += g[q].T;
+        }
+        /* forecasts go on from the batch's copy: the sessions stay put */
+        finish_rows(&c, k, steps[i], go);
+        rows_done += k;
+        passes++;
+    }
+done:
+    if (p) {
+        p->last_rows = rows_done;
+        p->last_passes = passes;
+    }
+    for (int i = 0; rows && i < n; i++) free(rows[i].tok);
+    free(rows);
+    free(steps);
+    free(group);
+    free(g);
+    free(gi);
+    free(go);
 }
 
 /* ------------------------------------------------------------------ many requests */

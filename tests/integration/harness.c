@@ -345,3 +345,14 @@ differ:;
     return 0;
 }
 
+
+double metric_value(const char *series)
+{
+    resp r = get("/metrics");
+    char key[256];
+    snprintf(key, sizeof key, "\n%s ", series);
+    const char *at = r.body ? strstr(r.body, key) : NULL;
+    const double v = at ? atof(at + strlen(key)) : -1;
+    free(r.body);
+    return v;
+}

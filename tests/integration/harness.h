@@ -76,6 +76,9 @@ int json_close(const cJSON *got, const cJSON *want, double rel, char *where, siz
 
 Suite *sessions_suite(void);
 Suite *abuse_suite(void);
+/* The value of one series of GET /metrics, such as
+ * `rnnd_model_inference_count{model="wave"}`; -1 if absent. */
+double metric_value(const char *series);
 Suite *http_suite(void);
 Suite *readme_suite(void);
 Suite *admin_suite(void);

@@ -189,18 +189,6 @@ static void *batch_loop(void *arg)
     return NULL;
 }
 
-/* metric NAME{model="wave"} from /metrics */
-static double model_metric(const char *name)
-{
-    resp r = get("/metrics");
-    char key[128];
-    snprintf(key, sizeof key, "%s{model=\"wave\"} ", name);
-    const char *at = strstr(r.body, key);
-    double v = at ? atof(at + strlen(key)) : -1;
-    free(r.body);
-    return v;
-}
-
 /* Concurrent predictions of one model run as batched passes (dynamic
  * batching); every reply equals the one the window gets alone. */
 START_TEST(test_dynamic_batching)
@@ -217,8 +205,8 @@ START_TEST(test_dynamic_batching)
         free(r.body);
         free(b);
     }
-    const double inf0 = model_metric("rnnd_model_inference_count");
-    const double exe0 = model_metric("rnnd_model_execution_count");
+    const double inf0 = metric_value("rnnd_model_inference_count{model=\"wave\"}");
+    const double exe0 = metric_value("rnnd_model_execution_count{model=\"wave\"}");
     ck_assert(inf0 == 64 && exe0 == 64); /* alone: one pass each */
     batch_client bc[8];
     pthread_t th[8];
@@ -236,8 +224,8 @@ START_TEST(test_dynamic_batching)
                       k, bc[k].mismatches);
         worst = fmax(worst, bc[k].worst);
     }
-    const double inf = model_metric("rnnd_model_inference_count") - inf0;
-    const double exe = model_metric("rnnd_model_execution_count") - exe0;
+    const double inf = metric_value("rnnd_model_inference_count{model=\"wave\"}") - inf0;
+    const double exe = metric_value("rnnd_model_execution_count{model=\"wave\"}") - exe0;
     printf("  dynamic batching: 64 concurrent predictions in %.0f passes (mean batch %.1f), "
            "worst difference from unbatched %.2g\n", exe, inf / exe, worst);
     ck_assert(inf == 64);

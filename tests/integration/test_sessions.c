@@ -213,8 +213,12 @@ START_TEST(test_sessions_concurrent)
         ss[k].want = num(w, "prediction");
         cJSON_Delete(w);
     }
+    const double inf0 = metric_value("rnnd_model_inference_count{model=\"wave\"}");
+    const double exe0 = metric_value("rnnd_model_execution_count{model=\"wave\"}");
     for (int k = 0; k < N; k++) pthread_create(&th[k], NULL, stream_loop, &ss[k]);
     for (int k = 0; k < N; k++) pthread_join(th[k], NULL);
+    const double inf = metric_value("rnnd_model_inference_count{model=\"wave\"}") - inf0;
+    const double exe = metric_value("rnnd_model_execution_count{model=\"wave\"}") - exe0;
     int ok = 0;
     for (int k = 0; k < N; k++) {
         ck_assert_msg(ss[k].failures == 0, "session %d: %d failed requests", k, ss[k].failures);
@@ -223,8 +227,10 @@ START_TEST(test_sessions_concurrent)
                       "session %d: %g streamed, %g from /predict", k, ss[k].got, ss[k].want);
         ok++;
     }
-    printf("  %d sessions streamed %d values each, one per request, at once: all equal /predict\n",
-           ok, STREAM_T);
+    printf("  %d sessions streamed %d values each, one per request, at once: all equal /predict; "
+           "%.0f steps in %.0f passes (mean batch %.1f)\n", ok, STREAM_T, inf, exe, inf / exe);
+    ck_assert(inf == N * STREAM_T);
+    ck_assert_msg(exe < inf, "sessions were not batched: %.0f passes for %.0f steps", exe, inf);
     resp r = get("/sessions");
     cJSON *o = json_of(&r);
     ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(o, "sessions")), N);
