@@ -192,7 +192,8 @@ void rnn_backward(const rnn_model *m, rnn_ws *ws, const rnn_batch *b, int bptt,
  * weights in place, make the state anew. rnn_state_reset keeps the copies,
  * so one state serves many sequences of one model. */
 typedef struct rnn_state {
-    int B;
+    int B;                  /* rows; may be set lower than the state was made for
+                             * (both > 1), then reset or every row set before a step */
     float *h;               /* (L, B, H) */
     float *c;               /* (L, B, H), LSTM only */
     float *scratch;         /* internal */

@@ -31,7 +31,8 @@ void rnn_limits_default(rnn_limits *l)
 typedef struct slot {
     uint64_t serial;        /* the model; 0: empty */
     unsigned long used;     /* when last used, for eviction */
-    rnn_state one, many;    /* B = 1; B = many.B (0: not made yet) */
+    rnn_state one, many;    /* B = 1; B > 1 rows, up to many_cap */
+    int many_cap;           /* rows many was made for (0: not made yet) */
 } slot;
 
 struct rnn_predictor {
@@ -216,17 +217,25 @@ static int read_row(pctx *c, row *r)
     return 0;
 }
 
-/* The state for B rows of c->m, made on first use and kept in its slot. */
+/* The state for B rows of c->m, made on first use and kept in its slot. A
+ * state made for more rows runs fewer: its layout (L, B, H) follows B, and
+ * every pass sets all B rows before its first step; its transposed weights
+ * are the same for every B > 1. So batches of changing size reuse one. */
 static int use_state(pctx *c, int B)
 {
-    rnn_state *st = B == 1 ? &c->sl->one : &c->sl->many;
-    if (st->B != B) {
-        if (st->h)
-            rnn_state_free(st);
-        if (rnn_state_init(st, &c->m->cfg, B))
+    slot *sl = c->sl;
+    if (B == 1 && !sl->one.h && rnn_state_init(&sl->one, &c->m->cfg, 1))
+        return bad(c, 500, "out of memory");
+    if (B > 1 && B > sl->many_cap) {
+        if (sl->many.h)
+            rnn_state_free(&sl->many);
+        sl->many_cap = 0;
+        if (rnn_state_init(&sl->many, &c->m->cfg, B))
             return bad(c, 500, "out of memory");
+        sl->many_cap = B;
     }
-    c->st = st;
+    c->st = B == 1 ? &sl->one : &sl->many;
+    c->st->B = B;
     return 0;
 }
 
