@@ -75,6 +75,11 @@ int rnn_predict(const rnn_model *m, const rnn_meta *meta, const char *name, long
                 const char *req, size_t len, const rnn_limits *lim, char **reply, int *status,
                 rnn_err *err);
 
+struct cJSON;
+/* o as a reply: compact JSON and a newline, so that curl's output ends its
+ * line (malloc'd; *len without the NUL). NULL when out of memory. */
+char *rnn_json_line(const struct cJSON *o, size_t *len);
+
 /* What the daemon's hot path keeps per thread: the states (and transposed
  * weights) of the last few models it served and the rows of a batch, so a
  * prediction allocates no engine buffers once warm. Not shared between

@@ -272,28 +272,30 @@ static answer queue_job(struct MHD_Connection *c, req *r, pjob *j, cJSON *body, 
     return MHD_YES;
 }
 
-answer batch_submit(struct MHD_Connection *c, req *r, cJSON *body, served_model *s)
+/* A job for body on model version s, or a step of session sess (NULL for
+ * a prediction); takes the three. */
+static answer submit(struct MHD_Connection *c, req *r, cJSON *body, served_model *s, session *sess)
 {
     pjob *j = calloc(1, sizeof *j);
     if (!j) {
         served_release(s);
+        session_release(sess);
         cJSON_Delete(body);
         return send_error(c, r, 503, "out of memory");
     }
+    j->sess = sess;
     return queue_job(c, r, j, body, s);
+}
+
+answer batch_submit(struct MHD_Connection *c, req *r, cJSON *body, served_model *s)
+{
+    return submit(c, r, body, s, NULL);
 }
 
 answer batch_submit_session(struct MHD_Connection *c, req *r, cJSON *body, session *s)
 {
-    pjob *j = calloc(1, sizeof *j);
-    if (!j) {
-        session_release(s);
-        cJSON_Delete(body);
-        return send_error(c, r, 503, "out of memory");
-    }
-    j->sess = s;
     atomic_fetch_add(&session_model(s)->refs, 1);
-    return queue_job(c, r, j, body, session_model(s));
+    return submit(c, r, body, session_model(s), s);
 }
 
 answer batch_answer(struct MHD_Connection *c, req *r)

@@ -48,18 +48,9 @@ answer send_text(struct MHD_Connection *c, req *r, int status, const char *type,
  * curl's output ends its line. NULL when out of memory. */
 char *json_text(cJSON *o)
 {
-    char *s = cJSON_PrintUnformatted(o);
+    size_t n;
+    char *t = rnn_json_line(o, &n);
     cJSON_Delete(o);
-    if (!s)
-        return NULL;
-    size_t n = strlen(s);
-    char *t = realloc(s, n + 2);
-    if (!t) {
-        free(s);
-        return NULL;
-    }
-    t[n] = '\n';
-    t[n + 1] = 0;
     return t;
 }
 

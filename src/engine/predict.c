@@ -549,8 +549,7 @@ static int predict_sequences(pctx *c, const cJSON *rq, const cJSON *seqs, cJSON 
     return rc;
 }
 
-/* Compact JSON and a newline, so that curl's output ends its line. */
-static char *reply_text(cJSON *o, size_t *len)
+char *rnn_json_line(const cJSON *o, size_t *len)
 {
     char *s = cJSON_PrintUnformatted(o);
     if (!s)
@@ -617,7 +616,7 @@ int rnn_predict_json(rnn_predictor *p, const rnn_model *m, const rnn_meta *meta,
         bad(&c, 400, "sequence: missing (or sequences for a batch)");
         goto done;
     }
-    if (!(*reply = reply_text(out, reply_len))) {
+    if (!(*reply = rnn_json_line(out, reply_len))) {
         bad(&c, 500, "out of memory");
         goto done;
     }
@@ -927,7 +926,7 @@ void rnn_predict_many(rnn_predictor *p, const rnn_model *m, const rnn_meta *meta
             if (bad_pass) {
                 o->status = c.status ? c.status : 500;
                 snprintf(o->msg, sizeof o->msg, "%s", err.msg);
-            } else if ((o->text = reply_text(objs[gidx[q]], &o->len))) {
+            } else if ((o->text = rnn_json_line(objs[gidx[q]], &o->len))) {
                 o->status = 200;
                 o->msg[0] = 0;
             }

@@ -168,6 +168,12 @@ static size_t on_header(char *p, size_t sz, size_t n, void *ud)
 resp http(const char *method, const char *path, const char *body, size_t len, const char *type,
                  const char *token)
 {
+    return http_from(NULL, method, path, body, len, type, token);
+}
+
+resp http_from(const char *iface, const char *method, const char *path, const char *body,
+               size_t len, const char *type, const char *token)
+{
     resp r = {0};
     CURL *c = curl_easy_init();
     char url[512], auth[300], ct[128];
@@ -181,6 +187,8 @@ resp http(const char *method, const char *path, const char *body, size_t len, co
         h = curl_slist_append(h, auth);
     }
     curl_easy_setopt(c, CURLOPT_URL, url);
+    if (iface)
+        curl_easy_setopt(c, CURLOPT_INTERFACE, iface);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     if (body) {

@@ -50,6 +50,9 @@ typedef struct resp {
  * none, "Basic xyz": that Authorization header, else a bearer token. */
 resp http(const char *method, const char *path, const char *body, size_t len, const char *type,
           const char *token);
+/* The same from a local address of the client's choice (127.0.0.2, ...). */
+resp http_from(const char *iface, const char *method, const char *path, const char *body,
+               size_t len, const char *type, const char *token);
 resp post(const char *path, const char *body);
 resp get(const char *path);
 cJSON *json_of(resp *r);                         /* parses or fails the test */

@@ -31,13 +31,6 @@ static double mono(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static size_t sink(char *p, size_t s, size_t n, void *u)
-{
-    (void)p;
-    (void)u;
-    return s * n;
-}
-
 typedef struct prober {
     atomic_int stop;
     int probes, failures;
@@ -51,19 +44,11 @@ static void *probe_loop(void *arg)
     prober *pr = arg;
     static const char *const paths[] = {"/healthz", "/readyz", "/metrics"};
     for (int k = 0; !atomic_load(&pr->stop); k++) {
-        char url[128];
-        snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, paths[k % 3]);
-        CURL *c = curl_easy_init();
-        curl_easy_setopt(c, CURLOPT_URL, url);
-        curl_easy_setopt(c, CURLOPT_INTERFACE, "127.0.0.2");
-        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
-        curl_easy_setopt(c, CURLOPT_TIMEOUT, 5L);
         const double t0 = mono();
-        long st = 0;
-        if (curl_easy_perform(c) == CURLE_OK)
-            curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st);
+        resp r = http_from("127.0.0.2", "GET", paths[k % 3], NULL, 0, NULL, NULL);
+        const long st = r.status;
+        free(r.body);
         const double dt = mono() - t0;
-        curl_easy_cleanup(c);
         pr->probes++;
         pr->failures += st != 200;
         if (dt > pr->worst) {
@@ -85,25 +70,12 @@ typedef struct heavy {
 static void *heavy_loop(void *arg)
 {
     heavy *h = arg;
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/predict", port);
-    CURL *c = curl_easy_init();
-    struct curl_slist *hd = curl_slist_append(NULL, "Content-Type: application/json");
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_INTERFACE, "127.0.0.3");
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hd);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, "{\"model\": \"big\", \"sequence\": [0.5], \"steps\": 20000}");
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+    static const char body[] = "{\"model\": \"big\", \"sequence\": [0.5], \"steps\": 20000}";
     const double t0 = mono();
-    CURLcode rc = curl_easy_perform(c);
-    if (rc == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &h->status);
-    else
-        h->status = -(long)rc;
+    resp r = http_from("127.0.0.3", "POST", "/predict", body, strlen(body), NULL, NULL);
+    h->status = r.status;
     h->seconds = mono() - t0;
-    curl_slist_free_all(hd);
-    curl_easy_cleanup(c);
+    free(r.body);
     return NULL;
 }
 
