@@ -86,6 +86,11 @@ static int forecast_steps(const cJSON *req)
     return s ? (int)s->valuedouble : 0;
 }
 
+static int return_sequences(const cJSON *req)
+{
+    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(req, "return_sequences"));
+}
+
 static cJSON *floats_json(const float *v, int n, int scalar)
 {
     if (scalar && n == 1)
@@ -335,7 +340,7 @@ static void finish_rows(pctx *c, int B, int steps, cJSON *const *obj)
 static int predict_rows(pctx *c, row *rows, int B, const cJSON *req, cJSON *const *obj)
 {
     const int steps = forecast_request(c, req);
-    const int retseq = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(req, "return_sequences"));
+    const int retseq = return_sequences(req);
     if (steps < 0 || use_state(c, B))
         return -1;
     rnn_state_reset(c->st, &c->m->cfg);
@@ -627,6 +632,14 @@ done:
     return rc;
 }
 
+/* Do requests a and b ask for the same pass: as many steps, the same
+ * forecast and per-step outputs? */
+static int same_pass(const row *ra, const cJSON *a, const row *rb, const cJSON *b)
+{
+    return ra->T == rb->T && forecast_steps(a) == forecast_steps(b) &&
+           return_sequences(a) == return_sequences(b);
+}
+
 /* ------------------------------------------------------------------ streams */
 
 struct rnn_stream {
@@ -727,7 +740,7 @@ int rnn_stream_json(rnn_predictor *p, rnn_stream *s, const rnn_model *m, const r
     c.st = &s->st;
     c.x = s->x;
     c.out = s->out;
-    const int retseq = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rq, "return_sequences"));
+    const int retseq = return_sequences(rq);
     if (r.seq && run_rows(&c, &r, 1, retseq, &reply))
         goto done;
     s->position += r.T;
@@ -797,11 +810,10 @@ void rnn_stream_many(rnn_predictor *p, rnn_stream *const *s, const rnn_model *m,
         }
         if (group[i] != -1)
             continue;
-        const int retseq = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reqs[i], "return_sequences"));
+        const int retseq = return_sequences(reqs[i]);
         int k = 0;
         for (int j = i; j < n; j++)
-            if (group[j] == -1 && rows[j].T == rows[i].T && steps[j] == steps[i] &&
-                cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reqs[j], "return_sequences")) == retseq) {
+            if (group[j] == -1 && same_pass(&rows[i], reqs[i], &rows[j], reqs[j])) {
                 group[j] = i;
                 gi[k] = j;
                 g[k] = rows[j];
@@ -849,17 +861,6 @@ int rnn_predict_batchable(const rnn_model *m, const cJSON *req)
 {
     return m->cfg.task != RNN_TASK_CHARLM && cJSON_IsObject(req) &&
            cJSON_HasObjectItem(req, "sequence") && !cJSON_HasObjectItem(req, "sequences");
-}
-
-/* Do requests a and b ask for the same pass: as many steps, the same
- * forecast and per-step outputs? */
-static int same_pass(const row *ra, const cJSON *a, const row *rb, const cJSON *b)
-{
-    const cJSON *sa = cJSON_GetObjectItemCaseSensitive(a, "steps");
-    const cJSON *sb = cJSON_GetObjectItemCaseSensitive(b, "steps");
-    return ra->T == rb->T && (sa ? (int)sa->valuedouble : 0) == (sb ? (int)sb->valuedouble : 0) &&
-           cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "return_sequences")) ==
-               cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(b, "return_sequences"));
 }
 
 void rnn_predict_many(rnn_predictor *p, const rnn_model *m, const rnn_meta *meta, const char *name,
