@@ -42,6 +42,7 @@ struct rnn_ws {
     int used_dnn;               /* the last forward ran on oneDNN */
     int chunk;                  /* its chunk length on oneDNN (truncated BPTT) */
     dnn_seq *dnn;               /* NULL: own kernel only */
+    uint64_t dnn_of;            /* inference: serial of the model oneDNN holds weights of */
     float *x0;                  /* (T, B, E or V) embedded or one-hot tokens */
     float *h[RNN_MAX_LAYERS];   /* (T+1, B, H); h[0] is the zero initial state */
     float *c[RNN_MAX_LAYERS];   /* (T+1, B, H) LSTM cell state */
@@ -434,8 +435,12 @@ double rnn_forward(const rnn_model *m, rnn_ws *ws, const rnn_batch *b)
         x0 = ws->x0;
     }
     ws->used_dnn = ws->dnn != NULL && kernel_for(ws, B) == KERNEL_ONEDNN;
-    if (ws->dnn)
+    /* training changes the weights between passes; an inference workspace
+     * reloads them only for other weights (rnn_model.serial) */
+    if (ws->dnn && (ws->train || ws->dnn_of != m->serial)) {
         dnn_seq_weights_changed(ws->dnn);
+        ws->dnn_of = m->serial;
+    }
     if (ws->used_dnn && layers_forward(m, ws, x0))
         ws->used_dnn = 0; /* oneDNN refused the shape: the own kernel takes it */
     if (!ws->used_dnn && (own_alloc(ws) || layers_forward(m, ws, x0)))
