@@ -2,7 +2,7 @@
 # Installs the Debian packages rnnd needs to build and test, if any is missing.
 # As root it runs apt-get; otherwise it prints the command to run and fails.
 # For `test` it also tries to install chromium, for the admin page's browser
-# test; if that fails the test is skipped with a message, not failed.
+# test; without it that test fails unless RNND_SKIP_BROWSER=1 asks to skip it.
 # Usage: scripts/deps.sh [build|test|bench]
 set -eu
 what=${1:-test}
@@ -20,12 +20,12 @@ for p in $pkgs; do
 done
 if [ "$what" = test ] && ! installed chromium; then
   if [ "$(id -u)" = 0 ]; then
-    echo "deps: installing chromium (for the admin page test; optional)" >&2
+    echo "deps: installing chromium (for the admin page's browser test)" >&2
     export DEBIAN_FRONTEND=noninteractive
     { apt-get update -q && apt-get install -y -q --no-install-recommends chromium; } >&2 ||
-      echo "deps: chromium could not be installed; the browser test will be skipped" >&2
+      echo "deps: chromium could not be installed; the browser test will fail (RNND_SKIP_BROWSER=1 skips it)" >&2
   else
-    echo "deps: optional: sudo apt-get install chromium (the admin page's browser test)" >&2
+    echo "deps: sudo apt-get install chromium for the admin page's browser test (RNND_SKIP_BROWSER=1 skips it)" >&2
   fi
 fi
 [ -z "$missing" ] && exit 0

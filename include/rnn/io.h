@@ -48,6 +48,9 @@ int rnn_meta_append(rnn_meta *meta, const double *loss, const double *val_loss, 
 char *rnn_config_json(const rnn_config *cfg, const rnn_meta *meta);
 
 int rnn_model_save(const char *path, const rnn_model *m, const rnn_meta *meta, rnn_err *err);
+/* Removes the temp files that saves into dir left when they died (each save
+ * holds a lock on its temp file until it renames it); returns how many. */
+int rnn_remove_stale_temps(const char *dir);
 /* On failure m and meta are left empty (nothing to free). */
 int rnn_model_load(const char *path, rnn_model *m, rnn_meta *meta, rnn_err *err);
 int rnn_model_load_mem(const unsigned char *buf, size_t len, rnn_model *m, rnn_meta *meta,
@@ -79,6 +82,12 @@ struct cJSON;
 /* o as a reply: compact JSON and a newline, so that curl's output ends its
  * line (malloc'd; *len without the NUL). NULL when out of memory. */
 char *rnn_json_line(const struct cJSON *o, size_t *len);
+
+/* The byte offset in JSON text of the first \u0000 escape, or -1. cJSON
+ * decodes it into a NUL that would silently cut a C string ("ok\u0000/x"
+ * read as "ok"), so every parser of requests, jobs and model headers refuses
+ * text that has one. */
+long rnn_json_nul_at(const char *text, size_t len);
 
 /* What the daemon's hot path keeps per thread: the states (and transposed
  * weights) of the last few models it served and the rows of a batch, so a

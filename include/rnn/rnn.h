@@ -25,6 +25,11 @@ extern "C" {
 
 #define RNN_MAX_LAYERS 16
 #define RNN_ERR_LEN 512
+/* The largest weight magnitude a model file may hold. Trained networks stay
+ * many orders below it; with every weight and input under 1e15 and fewer
+ * than 1e6 terms in a sum, no pre-activation overflows single precision
+ * (1e15 x 1e15 x 1e6 = 1e36 < 3.4e38). */
+#define RNN_MAX_WEIGHT 1e15
 
 /* An error message buffer; functions fill it when they return -1. */
 typedef struct rnn_err { char msg[RNN_ERR_LEN]; } rnn_err;

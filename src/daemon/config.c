@@ -7,6 +7,7 @@
  */
 #include "daemon.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -15,7 +16,8 @@
 #include <string.h>
 #include <unistd.h>
 
-typedef enum { T_STR, T_INT, T_LOG } ktype;
+/* T_ADDR: a string that must be an IPv4 or IPv6 address */
+typedef enum { T_STR, T_ADDR, T_INT, T_LOG } ktype;
 
 typedef struct key {
     const char *name;
@@ -27,7 +29,7 @@ typedef struct key {
 
 #define S(f) offsetof(rnnd_config, f), sizeof(((rnnd_config *)0)->f)
 static const key keys[] = {
-    {"listen", T_STR, S(listen), 0, 0, "address to bind (use 0.0.0.0 to listen on every interface)"},
+    {"listen", T_ADDR, S(listen), 0, 0, "address to bind, IPv4 or IPv6 (0.0.0.0 or :: listens on every interface)"},
     {"port", T_INT, S(port), 0, 65535, "TCP port (0 picks a free one and logs it)"},
     {"model_dir", T_STR, S(model_dir), 0, 0, "folder of NAME.safetensors files; trained models are saved here"},
     {"data_dir", T_STR, S(data_dir), 0, 0, "folder that {\"file\": NAME} training data is read from"},
@@ -95,9 +97,15 @@ int rnnd_config_set(rnnd_config *c, const char *name, const char *value, char *e
         if (strcmp(k->name, name))
             continue;
         char *p = (char *)c + k->off;
-        if (k->type == T_STR) {
+        if (k->type == T_STR || k->type == T_ADDR) {
             if (strlen(value) >= k->size) {
                 snprintf(err, errlen, "%s: longer than %zu characters", name, k->size - 1);
+                return -1;
+            }
+            unsigned char a[16];
+            if (k->type == T_ADDR && inet_pton(strchr(value, ':') ? AF_INET6 : AF_INET, value, a) != 1) {
+                snprintf(err, errlen, "%s: must be an IPv4 or IPv6 address such as 127.0.0.1 or ::1, got \"%.80s\"",
+                         name, value);
                 return -1;
             }
             snprintf(p, k->size, "%s", value);
@@ -155,8 +163,17 @@ int rnnd_config_load(rnnd_config *c, const char *path, char *err, size_t errlen)
         char orig[4096];
         snprintf(orig, sizeof orig, "%s", line);
         orig[strcspn(orig, "\n")] = 0;
-        char *hash = strchr(line, '#');
-        if (hash) *hash = 0;
+        /* a comment starts at the first '#' outside double quotes */
+        int quoted = 0;
+        char *hash = line;
+        for (; *hash && (*hash != '#' || quoted); hash++)
+            quoted ^= *hash == '"';
+        if (quoted) {
+            snprintf(err, errlen, "%s:%d: a quote is not closed: %s", path, n, orig);
+            fclose(f);
+            return -1;
+        }
+        *hash = 0;
         char *s = trim(line);
         if (!*s)
             continue;
@@ -211,7 +228,7 @@ void rnnd_config_print(const rnnd_config *c, FILE *f)
         const key *k = &keys[i];
         const char *p = (const char *)c + k->off;
         fprintf(f, "# %s\n", k->comment);
-        if (k->type == T_STR)
+        if (k->type == T_STR || k->type == T_ADDR)
             fprintf(f, "%s%s = %s\n\n", *p ? "" : "# ", k->name, p);
         else if (k->type == T_LOG)
             fprintf(f, "%s = %s\n\n", k->name, lv[*(const int *)p]);

@@ -175,6 +175,13 @@ cJSON *parse_body(struct MHD_Connection *c, req *r, answer *ret)
 {
     if (!body_checks(c, r, ret))
         return NULL;
+    const long nul = rnn_json_nul_at(r->body ? r->body : "", r->len);
+    if (nul >= 0) {
+        *ret = send_error(c, r, 400,
+                          "request body: a string holds \\u0000 (a NUL character) at byte %ld; "
+                          "no name, text or path may contain one", nul);
+        return NULL;
+    }
     cJSON *o = cJSON_ParseWithLength(r->body ? r->body : "", r->len);
     if (!o) {
         *ret = send_error(c, r, 400, "request body is not valid JSON");

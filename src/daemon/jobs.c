@@ -135,7 +135,10 @@ static void run_job(job_pool *pool, train_job *j)
             rnn_rng rng;
             rnn_rng_seed(&rng, j->spec.seed);
             rnn_model_randomize(&m, &rng, j->spec.rinit);
-            if (j->data.vocab) meta.vocab = strdup(j->data.vocab);
+            if (j->data.vocab && !(meta.vocab = strdup(j->data.vocab))) {
+                ok = 0;
+                snprintf(err.msg, sizeof err.msg, "out of memory copying the vocabulary");
+            }
             if (j->data.nlabels) {
                 meta.labels = j->data.labels;
                 meta.nlabels = j->data.nlabels;
@@ -340,7 +343,8 @@ static void job_json(const train_job *j, cJSON *o, int with_points)
     cJSON_AddNumberToObject(o, "steps", (double)j->steps);
     num_or_null(o, "loss", j->loss);
     num_or_null(o, "val_loss", j->val_loss);
-    double elapsed = j->state == JOB_QUEUED ? 0 : (j->finished > 0 ? j->finished : now) - j->started;
+    /* a job cancelled while queued never started: it ran for 0 s */
+    double elapsed = j->started > 0 ? (j->finished > 0 ? j->finished : now) - j->started : 0;
     cJSON_AddNumberToObject(o, "elapsed", elapsed);
     if (j->state == JOB_RUNNING && j->step > 0 && j->steps > 0)
         cJSON_AddNumberToObject(o, "eta", elapsed / (double)j->step * (double)(j->steps - j->step));

@@ -62,14 +62,21 @@ int rnnd_serve_main(const rnnd_config *cfg)
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    S.reg = registry_new();
+    if (!(S.reg = registry_new())) {
+        rnnd_log(LOG_ERROR, "out of memory for the model registry");
+        return 1;
+    }
     struct stat st;
     if (stat(cfg->model_dir, &st) != 0 && mkdir(cfg->model_dir, 0755) != 0)
         rnnd_log(LOG_WARN, "model_dir %s: %s", cfg->model_dir, strerror(errno));
+    const int stale = rnn_remove_stale_temps(cfg->model_dir);
+    if (stale > 0)
+        rnnd_log(LOG_INFO, "model_dir %s: removed %d temp file%s of saves that did not finish",
+                 cfg->model_dir, stale, stale == 1 ? "" : "s");
     int n = registry_load_dir(S.reg, cfg->model_dir);
     S.pool = pool_new(&S.cfg, S.reg);
     S.sess = sessions_new();
-    if (!S.reg || !S.pool || !S.sess || batcher_start(cfg->predict_workers)) {
+    if (!S.pool || !S.sess || batcher_start(cfg->predict_workers)) {
         rnnd_log(LOG_ERROR, "cannot start the training workers");
         return 1;
     }

@@ -350,5 +350,8 @@ answer do_session_delete(struct MHD_Connection *c, req *r)
 {
     if (session_end(S.sess, r->arg[0]))
         return send_error(c, r, 404, "no session \"%.64s\" (it may have expired)", r->arg[0]);
-    return send_text(c, r, 204, "application/json", strdup(""), 0);
+    char *none = strdup("");
+    if (!none)
+        return send_error(c, r, 503, "out of memory");
+    return send_text(c, r, 204, "application/json", none, 0);
 }

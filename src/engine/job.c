@@ -4,6 +4,7 @@
  * "data" object. Every error names the key path ("optimizer.lr",
  * "data.sequences[3][7]") and what was expected.
  */
+#include "rnn/io.h"
 #include "rnn/job.h"
 #include "internal.h"
 
@@ -137,27 +138,22 @@ void rnn_job_free(rnn_job *job)
     memset(job, 0, sizeof *job);
 }
 
-static int parse_enum(const cJSON *root, const char *key, int (*parse)(const char *, void *),
-                      void *out, const char *choices, int *has, rnn_err *err)
-{
-    const char *s = NULL;
-    int rc = get_str(root, "", key, &s, err);
-    if (rc < 0)
-        return -1;
-    if (rc == 0)
-        return 0;
-    if (parse(s, out))
-        return rnn_fail(err, "%s: must be one of %s, got \"%s\"", key, choices, s);
-    *has = 1;
-    return 0;
-}
-
-#define PARSE_ENUM(key, fn, out, choices, has) \
-    parse_enum(root, key, (int (*)(const char *, void *))fn, out, choices, has, err)
+/* An enum field: absent (0), parsed by its own typed parser fn into *out
+ * with *has set (0), or an error naming the choices (-1). A macro, so that
+ * each parser is called with its own pointer type. */
+#define PARSE_ENUM(key, fn, out, choices, has)                                              \
+    ((r = get_str(root, "", key, &s, err)) < 0 ? -1                                          \
+     : r == 0                                  ? 0                                           \
+     : fn(s, out) ? rnn_fail(err, "%s: must be one of %s, got \"%s\"", key, choices, s)     \
+                  : (*(has) = 1, 0))
 
 int rnn_job_parse(rnn_job *job, const char *json, size_t len, rnn_err *err)
 {
     memset(job, 0, sizeof *job);
+    const long nul = rnn_json_nul_at(json, len);
+    if (nul >= 0)
+        return rnn_fail(err, "job: a string holds \\u0000 (a NUL character) at byte %ld; no name, "
+                             "text or path may contain one", nul);
     cJSON *root = cJSON_ParseWithLength(json, len);
     if (!root)
         return rnn_fail(err, "job: not valid JSON");

@@ -101,6 +101,31 @@ static cJSON *floats_json(const float *v, int n, int scalar)
     return a;
 }
 
+/* Is every number in o finite? cJSON prints NaN and infinities as null, so
+ * a reply with one is refused instead (inputs too large for the weights
+ * overflow single precision). */
+static int json_finite(const cJSON *o)
+{
+    if (cJSON_IsNumber(o))
+        return isfinite(o->valuedouble);
+    for (const cJSON *e = o->child; e; e = e->next)
+        if (!json_finite(e)) return 0;
+    return 1;
+}
+
+static int nonfinite(pctx *c, const char *model)
+{
+    return bad(c, 422, "model %s gave a non-finite output (it overflowed single precision): "
+                       "inputs this large are beyond its weights", model);
+}
+
+/* A session reply names its model ("model"), as the daemon writes it. */
+static const char *reply_model(const cJSON *reply)
+{
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(reply, "model");
+    return cJSON_IsString(n) ? n->valuestring : "(unnamed)";
+}
+
 /* Steps of a numeric sequence into x (X floats). */
 static int read_step(pctx *c, const cJSON *s, const char *path, int t, float *x)
 {
@@ -554,6 +579,18 @@ static int predict_sequences(pctx *c, const cJSON *rq, const cJSON *seqs, cJSON 
     return rc;
 }
 
+long rnn_json_nul_at(const char *text, size_t len)
+{
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (text[i] != '\\')
+            continue;
+        if (text[i + 1] == 'u' && i + 6 <= len && !memcmp(text + i + 2, "0000", 4))
+            return (long)i;
+        i++; /* the escaped character, which may be a backslash */
+    }
+    return -1;
+}
+
 char *rnn_json_line(const cJSON *o, size_t *len)
 {
     char *s = cJSON_PrintUnformatted(o);
@@ -619,6 +656,10 @@ int rnn_predict_json(rnn_predictor *p, const rnn_model *m, const rnn_meta *meta,
             goto done;
     } else {
         bad(&c, 400, "sequence: missing (or sequences for a batch)");
+        goto done;
+    }
+    if (!json_finite(out)) {
+        nonfinite(&c, name);
         goto done;
     }
     if (!(*reply = rnn_json_line(out, reply_len))) {
@@ -750,7 +791,7 @@ int rnn_stream_json(rnn_predictor *p, rnn_stream *s, const rnn_model *m, const r
     finish_rows(&c, 1, steps, &reply);
     if (steps > 0)
         stream_keep(s, m->cfg.output_size, 0);
-    rc = 0;
+    rc = json_finite(reply) ? 0 : nonfinite(&c, reply_model(reply));
 done:
     free(r.tok);
     *status = rc ? (c.status ? c.status : 400) : 200;
@@ -838,6 +879,12 @@ void rnn_stream_many(rnn_predictor *p, rnn_stream *const *s, const rnn_model *m,
         }
         /* forecasts go on from the batch's copy: the sessions stay put */
         finish_rows(&c, k, steps[i], go);
+        for (int q = 0; q < k; q++)
+            if (!json_finite(go[q])) {
+                pctx cq = {.m = m, .err = &errs[gi[q]]};
+                status[gi[q]] = 422;
+                nonfinite(&cq, reply_model(go[q]));
+            }
         rows_done += k;
         passes++;
     }
@@ -924,7 +971,11 @@ void rnn_predict_many(rnn_predictor *p, const rnn_model *m, const rnn_meta *meta
         passes++;
         for (int q = 0; q < k; q++) {
             rnn_reply *o = &out[gidx[q]];
-            if (bad_pass) {
+            if (!bad_pass && !json_finite(objs[gidx[q]])) {
+                o->status = 422;
+                nonfinite(&c, name);
+                snprintf(o->msg, sizeof o->msg, "%s", err.msg);
+            } else if (bad_pass) {
                 o->status = c.status ? c.status : 500;
                 snprintf(o->msg, sizeof o->msg, "%s", err.msg);
             } else if ((o->text = rnn_json_line(objs[gidx[q]], &o->len))) {
@@ -952,11 +1003,16 @@ int rnn_predict(const rnn_model *m, const rnn_meta *meta, const char *name, long
                 const char *req, size_t len, const rnn_limits *lim, char **reply, int *status,
                 rnn_err *err)
 {
-    cJSON *rq = cJSON_ParseWithLength(req, len);
+    const long nul = rnn_json_nul_at(req, len);
+    cJSON *rq = nul < 0 ? cJSON_ParseWithLength(req, len) : NULL;
     if (!rq) {
         *reply = NULL;
         *status = 400;
-        snprintf(err->msg, sizeof err->msg, "request is not valid JSON");
+        if (nul >= 0)
+            snprintf(err->msg, sizeof err->msg,
+                     "request: a string holds \\u0000 (a NUL character) at byte %ld", nul);
+        else
+            snprintf(err->msg, sizeof err->msg, "request is not valid JSON");
         return -1;
     }
     rnn_predictor *p = rnn_predictor_new();

@@ -9,6 +9,7 @@
 #include "internal.h"
 
 #include <cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -305,6 +307,8 @@ int rnn_model_load_mem(const unsigned char *buf, size_t len, rnn_model *m, rnn_m
     const char *hdr = (const char *)buf + 8;
     const unsigned char *data = buf + 8 + hlen;
     const size_t dlen = len - 8 - (size_t)hlen;
+    if (rnn_json_nul_at(hdr, (size_t)hlen) >= 0)
+        return rnn_fail(err, "header: a string holds \\u0000 (a NUL character)");
     cJSON *root = cJSON_ParseWithLength(hdr, (size_t)hlen);
     span *spans = NULL;
     int rc = -1;
@@ -448,6 +452,12 @@ int rnn_model_load_mem(const unsigned char *buf, size_t len, rnn_model *m, rnn_m
             memcpy(&dst[i], &u, sizeof u);
             if (!isfinite(dst[i])) {
                 rnn_fail(err, "tensor \"%s\": value %zu is not finite", t->name, i);
+                goto out;
+            }
+            if (fabsf(dst[i]) > RNN_MAX_WEIGHT) {
+                rnn_fail(err, "tensor \"%s\": value %zu is %g, beyond the bound of %g on a weight's "
+                              "magnitude (a network with it overflows single precision)",
+                         t->name, i, (double)dst[i], RNN_MAX_WEIGHT);
                 goto out;
             }
         }
@@ -622,6 +632,8 @@ int rnn_model_save(const char *path, const rnn_model *m, const rnn_meta *meta_in
         rnn_fail(err, "%s: cannot create a temp file beside it: %s", path, strerror(errno));
         goto out;
     }
+    /* locked until it is renamed: rnn_remove_stale_temps leaves it alone */
+    flock(fd, LOCK_EX);
     fchmod(fd, 0644);
     /* the data is little-endian F32, as the machine's floats on x86-64 */
     if (write_all(fd, lenb, 8) || write_all(fd, hdr, padded) ||
@@ -629,17 +641,17 @@ int rnn_model_save(const char *path, const rnn_model *m, const rnn_meta *meta_in
         rnn_fail(err, "%s: write failed: %s", path, strerror(errno));
         goto out;
     }
-    if (close(fd)) {
-        fd = -1;
-        rnn_fail(err, "%s: close failed: %s", path, strerror(errno));
-        goto out;
-    }
-    fd = -1;
     if (rename(tmp, path)) {
         rnn_fail(err, "%s: rename failed: %s", path, strerror(errno));
         goto out;
     }
     tmp[0] = 0;
+    const int closed = close(fd); /* the data is on disk already (fsync) */
+    fd = -1;
+    if (closed) {
+        rnn_fail(err, "%s: close failed: %s", path, strerror(errno));
+        goto out;
+    }
     int dfd = open(dirname(pcopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
         fsync(dfd);
@@ -655,4 +667,35 @@ out:
     free(pcopy);
     free(hdr);
     return rc;
+}
+
+/* Temp files of saves that died (a crash or kill -9 between mkostemp and
+ * rename): NAME.safetensors.tmp.XXXXXX that nobody holds locked (a live save
+ * holds its lock until the rename) and that is over a second old (so a save
+ * between its mkostemp and its flock is never taken for dead). */
+int rnn_remove_stale_temps(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    int removed = 0;
+    const time_t now = time(NULL);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *t = strstr(e->d_name, ".safetensors.tmp.");
+        if (!t || strlen(t) != strlen(".safetensors.tmp.XXXXXX") || e->d_name[0] == '.')
+            continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        struct stat st;
+        if (fd < 0)
+            continue;
+        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && now - st.st_mtime >= 1 &&
+            flock(fd, LOCK_EX | LOCK_NB) == 0 && unlink(path) == 0)
+            removed++;
+        close(fd);
+    }
+    closedir(d);
+    return removed;
 }

@@ -6,6 +6,7 @@
  */
 #include "harness.h"
 
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -346,24 +348,40 @@ START_TEST(test_cancel_queue_and_429)
     cJSON_Delete(o);
     resp r = post("/train", SINE_JOB("third", 1, 40));
     expect_error(r, 429, "queue is full");
-    /* cancel the running job: it stops at its next step, the queued one runs */
+    /* cancel the queued job: it never ran, so it ran for 0 s; that frees
+     * the queue's place */
     char p[64];
+    snprintf(p, sizeof p, "/train/%ld", b);
+    r = http("DELETE", p, NULL, 0, NULL, NULL);
+    ck_assert_int_eq(r.status, 200);
+    free(r.body);
+    o = wait_job(b, 30);
+    ck_assert_str_eq(status_of(o), "cancelled");
+    ck_assert_msg(cJSON_GetObjectItem(o, "elapsed")->valuedouble == 0, "elapsed %g",
+                  cJSON_GetObjectItem(o, "elapsed")->valuedouble);
+    cJSON_Delete(o);
+    long c = submit(SINE_JOB("third", 1, 40), 202);
+    /* cancel the running job: it stops at its next step, the queued one runs */
     snprintf(p, sizeof p, "/train/%ld", a);
     r = http("DELETE", p, NULL, 0, NULL, NULL);
     ck_assert_int_eq(r.status, 200);
     free(r.body);
     o = wait_job(a, 30);
     ck_assert_str_eq(status_of(o), "cancelled");
+    const double ea = cJSON_GetObjectItem(o, "elapsed")->valuedouble;
+    ck_assert_msg(ea > 0 && ea < 60, "elapsed %g", ea);
     cJSON_Delete(o);
-    o = wait_job(b, 30);
+    o = wait_job(c, 30);
     ck_assert_str_eq(status_of(o), "succeeded");
     cJSON_Delete(o);
     /* a cancelled job published nothing */
     r = get("/models/slow");
     expect_error(r, 404, "not loaded");
+    r = get("/models/second");
+    expect_error(r, 404, "not loaded");
     r = get("/train");
     o = json_of(&r);
-    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(o, "jobs")), 2);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(o, "jobs")), 3);
     cJSON_Delete(o); free(r.body);
 }
 END_TEST
@@ -477,6 +495,11 @@ START_TEST(test_error_paths)
     expect_error(post("/train", "{\"model\": \"x\", \"data\": {\"generator\": \"sine\"}, \"hidden\": -1}"), 422, "hidden");
     expect_error(post("/train", "{\"data\": {\"generator\": \"sine\"}}"), 422, "model: missing");
     expect_error(post("/train", "{\"model\": \"wave\", \"data\": {\"sequences\": [[[1,2]]], \"targets\": [1]}}"), 422, "from_scratch");
+    /* an escaped NUL would cut the name to "ok" */
+    expect_error(post("/train", "{\"model\": \"ok\\u0000/../x\", \"data\": {\"generator\": \"sine\"}}"), 422,
+                 "\\u0000 (a NUL character) at byte 13");
+    expect_error(post("/predict", "{\"model\": \"wave\\u0000x\", \"sequence\": [1]}"), 400, "NUL");
+    expect_error(get("/models/ok"), 404, "not loaded");
     /* the served models are untouched by all of this */
     r = post("/predict", "{\"model\": \"wave\", \"sequence\": [0.5]}");
     ck_assert_int_eq(r.status, 200);
@@ -583,6 +606,32 @@ START_TEST(test_config_errors)
     ck_assert_int_eq(WEXITSTATUS(system(cmd)), 2);
     snprintf(cmd, sizeof cmd, "'%s' serve --config config/rnnd.conf --check-config 2>/dev/null", rnnd_bin);
     ck_assert_int_eq(WEXITSTATUS(system(cmd)), 0);
+
+    /* listen must be an address; a '#' inside quotes is part of the value;
+     * an unclosed quote is an error, not a silently cut value */
+    static const struct { const char *text, *err; int status; } cases[] = {
+        {"listen = localhost:80\n", "listen: must be an IPv4 or IPv6 address", 2},
+        {"listen = \"nonsense\"\n", "listen: must be an IPv4 or IPv6 address", 2},
+        {"auth_token = \"abc\n", "a quote is not closed", 2},
+        {"listen = ::1\nauth_token = \"a#b\"  # the token\n", NULL, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(p, sizeof p, "%s/case.conf", dir);
+        f = fopen(p, "w");
+        fputs(cases[i].text, f);
+        fclose(f);
+        snprintf(cmd, sizeof cmd, "'%s' serve --config '%s' --print-config > '%s/cfg.out' 2> '%s/cfg.err'",
+                 rnnd_bin, p, dir, dir);
+        st = system(cmd);
+        ck_assert_msg(WEXITSTATUS(st) == cases[i].status, "%s: exit %d", cases[i].text, WEXITSTATUS(st));
+        snprintf(p, sizeof p, "%s/%s", dir, cases[i].err ? "cfg.err" : "cfg.out");
+        e = read_text(p);
+        if (cases[i].err)
+            ck_assert_msg(strstr(e, cases[i].err), "%s: %s", cases[i].text, e);
+        else
+            ck_assert_msg(strstr(e, "\nauth_token = a#b\n") && strstr(e, "\nlisten = ::1\n"), "%s", e);
+        free(e);
+    }
 }
 END_TEST
 
@@ -676,6 +725,33 @@ START_TEST(test_sd_notify)
 }
 END_TEST
 
+/* A save that died leaves NAME.safetensors.tmp.XXXXXX: a restart removes
+ * it, but not the temp file of a save still running (held locked), and
+ * never a model. */
+START_TEST(test_stale_temps_removed)
+{
+    stop_daemon();
+    char dead[512], live[512];
+    snprintf(dead, sizeof dead, "%s/models/wave.safetensors.tmp.Ab12Cd", dir);
+    snprintf(live, sizeof live, "%s/models/wave.safetensors.tmp.Ef34Gh", dir);
+    sh("head -c 100 '%s/models/wave.safetensors' > '%s' && cp '%s' '%s' && touch -d '-1 minute' '%s' '%s'",
+       dir, dead, dead, live, dead, live);
+    int fd = open(live, O_RDONLY);
+    ck_assert(fd >= 0 && flock(fd, LOCK_EX) == 0); /* a save in flight, as rnn_model_save holds it */
+    start_daemon("");
+    ck_assert_msg(access(dead, F_OK) != 0, "the dead save's temp file is still there");
+    ck_assert_msg(access(live, F_OK) == 0, "a running save's temp file was removed");
+    close(fd);
+    resp r = post("/predict", "{\"model\": \"wave\", \"sequence\": [0.5]}");
+    ck_assert_int_eq(r.status, 200);
+    free(r.body);
+    /* once its writer is gone, the next start removes it too */
+    stop_daemon();
+    start_daemon("");
+    ck_assert_msg(access(live, F_OK) != 0, "an abandoned temp file survived a restart");
+}
+END_TEST
+
 START_TEST(test_sighup_reload)
 {
     expect_error(get("/models/extra"), 404, "not loaded");
@@ -722,6 +798,7 @@ Suite *http_suite(void)
     tcase_add_test(tc, test_sigterm_during_burst);
     tcase_add_test(tc, test_config_errors);
     tcase_add_test(tc, test_sighup_reload);
+    tcase_add_test(tc, test_stale_temps_removed);
     tcase_add_test(tc, test_env_config_and_probe);
     tcase_add_test(tc, test_sd_notify);
     suite_add_tcase(s, tc);

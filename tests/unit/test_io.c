@@ -4,6 +4,7 @@
 #include "suites.h"
 #include "rnn/io.h"
 #include "rnn/rnn.h"
+#include "act.h"
 
 #include <cJSON.h>
 #include <dirent.h>
@@ -178,7 +179,7 @@ static double off_of(cJSON *hdr, const char *name, int k)
 
 enum { H_TRUNC, H_LEN_SMALL, H_LEN_HUGE, H_LEN_PAST_FILE, H_OVERLAP, H_GAP, H_DTYPE, H_SHAPE, H_NAN,
        H_MISSING, H_NOCONFIG, H_EXTRA_TENSOR, H_TRAILING, H_BADCONFIG, H_META_NUMBER, H_TINY, H_NOT_JSON,
-       H_COUNT };
+       H_HUGE, H_NUL, H_COUNT };
 
 static const char *const expect[H_COUNT] = {
     [H_TRUNC] = "run past the data",
@@ -198,6 +199,8 @@ static const char *const expect[H_COUNT] = {
     [H_META_NUMBER] = "must be strings",
     [H_TINY] = "shorter than the 8-byte",
     [H_NOT_JSON] = "not a JSON object",
+    [H_HUGE] = "beyond the bound",
+    [H_NUL] = "NUL character",
 };
 
 START_TEST(test_hostile)
@@ -299,6 +302,20 @@ START_TEST(test_hostile)
         b.p[8] = '[';
         break;
     }
+    case H_HUGE: { /* finite, but a pass with it overflows (found by libFuzzer) */
+        float huge = 1e35f;
+        memcpy(data.p + (size_t)off_of(hdr, w, 0) + 4, &huge, 4);
+        b = assemble(hdr, &data);
+        break;
+    }
+    case H_NUL: { /* a metadata string with an escaped NUL, written over six X's */
+        cJSON_AddStringToObject(cJSON_GetObjectItem(hdr, "__metadata__"), "rnnd.note", "okXXXXXXx");
+        b = assemble(hdr, &data);
+        unsigned char *x = memmem(b.p, b.n, "XXXXXX", 6);
+        ck_assert(x);
+        memcpy(x, "\\u0000", 6);
+        break;
+    }
     }
     rnn_model m;
     rnn_meta meta;
@@ -313,6 +330,55 @@ START_TEST(test_hostile)
     free(b.p);
     free(data.p);
     cJSON_Delete(hdr);
+}
+END_TEST
+
+/* Guards on what JSON and arithmetic can smuggle in: an escaped NUL is
+ * found (and an escaped backslash before "u0000" is not one); a prediction
+ * that overflows is a 422 naming the model, never null in a 200; exp of NaN
+ * is NaN (without converting NaN to an integer on the way). */
+START_TEST(test_json_and_overflow_guards)
+{
+    static const struct { const char *text; long at; } nul[] = {
+        {"{\"a\": \"ok\\u0000x\"}", 9}, {"{\"a\": \"ok\\\\u0000x\"}", -1},
+        {"{\"a\": \"\\\\\\u0000\"}", 9}, {"{\"a\": \"\\u00001\"}", 7}, {"\\u000", -1},
+        {"{\"a\": \"\\u0001\"}", -1},
+    };
+    for (size_t i = 0; i < sizeof nul / sizeof nul[0]; i++)
+        ck_assert_msg(rnn_json_nul_at(nul[i].text, strlen(nul[i].text)) == nul[i].at, "%s: %ld, not %ld",
+                      nul[i].text, rnn_json_nul_at(nul[i].text, strlen(nul[i].text)), nul[i].at);
+
+    rnn_config cfg = {RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, RNN_CELL_RNN, RNN_ACT_RELU, 1, 4, 1, 1, 0, 0};
+    rnn_model m;
+    rnn_meta meta;
+    rnn_err err;
+    ck_assert(rnn_model_init(&m, &cfg, &err) == 0);
+    rnn_meta_init(&meta);
+    for (size_t i = 0; i < m.nparams; i++) m.params[i] = 1e14f; /* under RNN_MAX_WEIGHT */
+    static const char *const reqs[] = {"{\"sequence\": [1e30, 1e30]}", "{\"sequence\": [1], \"steps\": 40}"};
+    for (int k = 0; k < 2; k++) {
+        char *reply = NULL;
+        int status = 0;
+        const int rc = rnn_predict(&m, &meta, "big", 1, reqs[k], strlen(reqs[k]), NULL, &reply, &status, &err);
+        ck_assert_msg(rc == -1 && status == 422 && !reply, "%s: rc %d status %d reply %s", reqs[k], rc, status,
+                      reply ? reply : "-");
+        ck_assert_msg(strstr(err.msg, "model big") && strstr(err.msg, "non-finite"), "%s", err.msg);
+    }
+    /* the same model on small inputs answers */
+    char *reply = NULL;
+    int status = 0;
+    for (size_t i = 0; i < m.nparams; i++) m.params[i] = 0.5f;
+    const char *small = "{\"sequence\": [1, 2]}";
+    ck_assert_msg(rnn_predict(&m, &meta, "big", 1, small, strlen(small), NULL, &reply, &status, &err) == 0,
+                  "%s", err.msg);
+    ck_assert_int_eq(status, 200);
+    ck_assert_msg(strstr(reply, "\"prediction\":") && !strstr(reply, "null"), "%s", reply);
+    free(reply);
+    rnn_model_free(&m);
+    rnn_meta_free(&meta);
+    volatile float nan = NAN;
+    ck_assert(isnan(rnn_expf(nan)) && isnan(rnn_sigmoidf(nan)));
+    ck_assert(rnn_expf(-INFINITY) >= 0 && rnn_expf(-INFINITY) < 1e-37f);
 }
 END_TEST
 
@@ -386,6 +452,7 @@ Suite *io_suite(void)
     tcase_add_loop_test(tc, test_hostile, 0, H_COUNT);
     tcase_add_test(tc, test_fuzz_mutations);
     tcase_add_test(tc, test_history_bounded);
+    tcase_add_test(tc, test_json_and_overflow_guards);
     suite_add_tcase(s, tc);
     return s;
 }
