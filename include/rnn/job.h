@@ -41,6 +41,10 @@ void rnn_job_free(rnn_job *job);
  * output sizes of job->cfg. */
 int rnn_job_dataset(rnn_job *job, const char *vocab, const char *data_dir, rnn_dataset *d,
                     rnn_err *err);
+/* What rnn_job_dataset would allocate (bytes), estimated from the spec
+ * without building anything, so a daemon can refuse a job before it
+ * costs memory; 0 for data carried inline in "sequences". */
+double rnn_job_data_bytes(const rnn_job *job, const char *data_dir);
 
 /* A name usable as a model name and file name: 1-64 of [A-Za-z0-9_.-],
  * not starting with '.'. */

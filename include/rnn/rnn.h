@@ -274,6 +274,8 @@ typedef struct rnn_dataset {
 } rnn_dataset;
 
 void rnn_dataset_free(rnn_dataset *d);
+/* The bytes a dataset of n sequences and `steps` steps in all takes. */
+double rnn_dataset_bytes(double n, double steps, int X, int O, rnn_task task, rnn_mode mode);
 
 /* Windows of a series: each window of T values predicts the next value
  * (many_to_one) or, for many_to_many, the window shifted by one step. */

@@ -44,6 +44,7 @@ static const key keys[] = {
     {"predict_workers", T_INT, S(predict_workers), 1, 256, "threads that run predictions (default: number of cores)"},
     {"batch_max", T_INT, S(batch_max), 1, 4096, "most concurrent predictions of one model run as one batched pass"},
     {"batch_delay_us", T_INT, S(batch_delay_us), 0, 1000000, "microseconds a prediction may wait for others to batch with (0: only those already waiting)"},
+    {"max_job_bytes", T_INT, S(max_job_bytes), 1L << 20, 1L << 50, "most bytes of training data one job builds, and all queued or running jobs together (default: a quarter of the memory); more gets 413 (one job) or 429 (the queue)"},
     {"max_predict_work", T_INT, S(max_predict_work), 1000, 1L << 50, "most steps x sequences x parameters in one prediction; more gets 413"},
     {"loss_history_max", T_INT, S(loss_history_max), 2, 10000000, "loss points kept per job and per model"},
     {"auth_token", T_STR, S(auth_token), 0, 0, "if set, /train, /admin and model changes need Authorization: Bearer TOKEN"},
@@ -76,6 +77,8 @@ void rnnd_config_defaults(rnnd_config *c)
     c->max_sequence_length = 10000;
     c->max_batch = 256;
     c->max_predict_work = 2000000000L;
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    c->max_job_bytes = pages > 0 && page > 0 ? pages / 4 * page : 1L << 30;
     c->predict_workers = c->http_threads;
     c->batch_max = 64;
     c->batch_delay_us = 0;

@@ -31,6 +31,7 @@ typedef struct rnnd_config {
     long max_body_bytes;
     int max_sequence_length;
     int max_batch;
+    long max_job_bytes;         /* data bytes of one job, and of all queued or running */
     long max_predict_work;      /* steps x sequences x parameters of one prediction */
     int predict_workers;        /* threads that run predictions */
     int batch_max;              /* largest batch of concurrent predictions */
@@ -132,6 +133,7 @@ typedef struct train_job {
     /* owned until the worker takes them */
     rnn_job spec;
     rnn_dataset data;
+    double data_bytes;                      /* its estimate (rnn_job_data_bytes) */
     served_model *base;                     /* model fine-tuned, or NULL */
     struct train_job *next_queued;
 } train_job;
@@ -141,7 +143,9 @@ typedef struct job_pool job_pool;
 job_pool *pool_new(const rnnd_config *cfg, registry *reg);
 /* Stops workers after their current step; jobs left are cancelled. */
 void pool_free(job_pool *p);
-/* Takes ownership of job on success (0); -1 when the queue is full. */
+/* Takes ownership of job on success (0); -1 when the queue is full, -2
+ * when its data bytes and those of the jobs queued or running would pass
+ * max_job_bytes. */
 int pool_submit(job_pool *p, train_job *job);
 /* Fills a JSON object with a job's status under the pool lock; -1 if unknown. */
 struct cJSON;

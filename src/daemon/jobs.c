@@ -34,6 +34,7 @@ struct job_pool {
     int queued;
     int njobs;
     train_job *jobs[MAX_JOBS_KEPT];
+    double held;                /* data bytes of the jobs queued or running */
     int nthreads;
     pthread_t *threads;
 };
@@ -58,8 +59,13 @@ double rnnd_clock(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static void job_release_inputs(train_job *j)
+/* Frees what a job trains on; with its pool (lock held), gives back its
+ * share of the pool's data bytes. */
+static void job_release_inputs(job_pool *p, train_job *j)
 {
+    if (p)
+        p->held -= j->data_bytes;
+    j->data_bytes = 0;
     rnn_dataset_free(&j->data);
     rnn_job_free(&j->spec);
     served_release(j->base);
@@ -68,7 +74,7 @@ static void job_release_inputs(train_job *j)
 
 static void job_free(train_job *j)
 {
-    job_release_inputs(j);
+    job_release_inputs(NULL, j);
     free(j->points);
     free(j);
 }
@@ -193,7 +199,7 @@ static void run_job(job_pool *pool, train_job *j)
     j->finished = rnnd_now();
     if (final != JOB_SUCCEEDED)
         snprintf(j->error, sizeof j->error, "%s", err.msg);
-    job_release_inputs(j);
+    job_release_inputs(pool, j);
     pthread_mutex_unlock(&pool->lock);
     /* a job's workspaces were freed in its threads' malloc arenas: give the
      * memory back, so an idle daemon stays small */
@@ -287,6 +293,10 @@ int pool_submit(job_pool *p, train_job *j)
         pthread_mutex_unlock(&p->lock);
         return -1;
     }
+    if (p->held + j->data_bytes > (double)p->cfg->max_job_bytes) {
+        pthread_mutex_unlock(&p->lock);
+        return -2;
+    }
     if (p->njobs == MAX_JOBS_KEPT) {
         /* forget the oldest finished job */
         int k = -1;
@@ -312,6 +322,7 @@ int pool_submit(job_pool *p, train_job *j)
     else p->head = j;
     p->tail = j;
     p->queued++;
+    p->held += j->data_bytes;
     pthread_cond_signal(&p->wake);
     pthread_mutex_unlock(&p->lock);
     return 0;
@@ -406,7 +417,7 @@ int pool_cancel(job_pool *p, long id, job_state *after)
             j->state = JOB_CANCELLED;
             j->finished = rnnd_now();
             snprintf(j->error, sizeof j->error, "cancelled before it started");
-            job_release_inputs(j);
+            job_release_inputs(p, j);
         }
         *after = j->state;
     }

@@ -91,6 +91,15 @@ static answer do_train_post(struct MHD_Connection *c, req *r)
         j->base = registry_get(S.reg, j->model);
     if (j->base)
         j->spec.cfg = j->base->m.cfg;   /* fine-tuning: the model's architecture */
+    /* bounded before anything is built */
+    j->data_bytes = rnn_job_data_bytes(&j->spec, S.cfg.data_dir);
+    if (j->data_bytes > (double)S.cfg.max_job_bytes) {
+        ret = send_error(c, r, 413, "data: this job would build about %.3g bytes of training data, over "
+                                    "max_job_bytes (%ld); use fewer samples, a shorter window or less data",
+                         j->data_bytes, S.cfg.max_job_bytes);
+        discard_job(j);
+        return ret;
+    }
     if (rnn_job_dataset(&j->spec, j->base ? j->base->meta.vocab : NULL, S.cfg.data_dir, &j->data, &err)) {
         discard_job(j);
         return send_error(c, r, 422, "%s", err.msg);
@@ -109,7 +118,15 @@ static answer do_train_post(struct MHD_Connection *c, req *r)
         discard_job(j);
         return send_error(c, r, 422, "%s", err.msg);
     }
-    if (pool_submit(S.pool, j)) {
+    const int full = pool_submit(S.pool, j);
+    if (full == -2) {
+        ret = send_error(c, r, 429, "data: the jobs queued or running hold training data near max_job_bytes "
+                                    "(%ld); this one's %.3g bytes must wait: try again later",
+                         S.cfg.max_job_bytes, j->data_bytes);
+        discard_job(j);
+        return ret;
+    }
+    if (full) {
         discard_job(j);
         return send_error(c, r, 429, "the training queue is full (%d jobs waiting); try again later",
                           S.cfg.train_queue);

@@ -24,6 +24,15 @@ void rnn_dataset_free(rnn_dataset *d)
     memset(d, 0, sizeof *d);
 }
 
+double rnn_dataset_bytes(double n, double steps, int X, int O, rnn_task task, rnn_mode mode)
+{
+    /* len and off per sequence; inputs (or tokens) per step; targets per
+     * sequence or per step: what rnn_dataset_alloc allocates */
+    const double targets = mode == RNN_MODE_MANY_TO_MANY ? steps : n;
+    return n * (sizeof(int) + sizeof(size_t)) + steps * (X > 0 ? X : 1) * 4.0 +
+           targets * (task == RNN_TASK_REGRESSION ? (O > 0 ? O : 1) : 1) * 4.0;
+}
+
 int rnn_dataset_alloc(rnn_dataset *d, int n, size_t steps, int X, int O, rnn_task task,
                       rnn_mode mode, rnn_err *err)
 {

@@ -672,6 +672,44 @@ static const char *const text_keys[] = {"text", "window", NULL};
 static const char *const file_keys[] = {"file", "window", NULL};
 static const char *const gen_keys[] = {"generator", "samples", "window", NULL};
 
+/* The bytes rnn_job_dataset would allocate, from the spec alone: windows
+ * of a series (inline, generated, or a CSV file at one value per two
+ * bytes, an upper bound) overlap, so N values in windows of W take about
+ * N x W floats; text takes a few bytes per character. Inline "sequences"
+ * are no larger than the request that carried them: 0. */
+double rnn_job_data_bytes(const rnn_job *job, const char *data_dir)
+{
+    const cJSON *dj = job->data, *v;
+    const rnn_config *c = &job->cfg;
+    const cJSON *wj = cJSON_GetObjectItemCaseSensitive(dj, "window");
+    double w = cJSON_IsNumber(wj) && wj->valuedouble >= 1 ? wj->valuedouble : 0, values = 0;
+    if (!dj || cJSON_GetObjectItemCaseSensitive(dj, "sequences"))
+        return 0;
+    if ((v = cJSON_GetObjectItemCaseSensitive(dj, "series")))
+        values = cJSON_GetArraySize(v);
+    else if ((v = cJSON_GetObjectItemCaseSensitive(dj, "generator"))) {
+        const cJSON *sj = cJSON_GetObjectItemCaseSensitive(dj, "samples");
+        w = wj ? w : 50;
+        values = (cJSON_IsNumber(sj) ? sj->valuedouble : 200) + w;
+    } else {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(dj, "text");
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(dj, "file");
+        double bytes = cJSON_IsString(t) ? (double)strlen(t->valuestring) : 0;
+        struct stat st;
+        char path[4096];
+        if (cJSON_IsString(f) && data_dir) {
+            snprintf(path, sizeof path, "%s/%s", data_dir, f->valuestring);
+            bytes = stat(path, &st) == 0 ? (double)st.st_size : 0;
+        }
+        if (c->task == RNN_TASK_CHARLM) /* windows side by side: about a token per byte */
+            return rnn_dataset_bytes(w > 0 ? bytes / w : 0, bytes, 0, 0, c->task, RNN_MODE_MANY_TO_MANY);
+        values = bytes / 2 + 1;
+    }
+    if (values <= w || w <= 0)
+        return 0;
+    return rnn_dataset_bytes(values - w, (values - w) * w, 1, 1, RNN_TASK_REGRESSION, c->mode);
+}
+
 int rnn_job_dataset(rnn_job *job, const char *vocab, const char *data_dir, rnn_dataset *d,
                     rnn_err *err)
 {

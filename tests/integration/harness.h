@@ -21,6 +21,7 @@ extern int port;                 /* its port, read from its log */
 extern char log_path[256];       /* its log (stderr) */
 
 void msleep(int ms);
+double mono_s(void); /* CLOCK_MONOTONIC seconds */
 /* Runs a shell command; fails the test unless it exits 0. */
 void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -386,6 +386,43 @@ START_TEST(test_cancel_queue_and_429)
 }
 END_TEST
 
+/* A job's data is bounded before anything is built: the 130-byte post that
+ * once built 9.6 GB of windows gets 413 at once; the jobs queued or running
+ * share the same bound, and a job that would pass it waits its turn (429). */
+START_TEST(test_job_data_bounded)
+{
+    stop_daemon();
+    start_daemon("--max-job-bytes 6291456");
+    const double t0 = mono_s();
+    resp r = post("/train", "{\"model\": \"huge\", \"data\": {\"generator\": \"sine\", \"samples\": 1000000, "
+                            "\"window\": 2500}}");
+    const double took = mono_s() - t0;
+    expect_error(r, 413, "max_job_bytes (6291456)");
+    ck_assert_msg(took < 1.0, "refusing took %.2f s", took);
+    /* about 3.8 MB each (40000 windows of 20 floats and their targets) */
+    long a = submit(SINE_JOB("big_a", 100000, 40000), 202);
+    expect_error(post("/train", SINE_JOB("big_b", 1, 40000)), 429, "max_job_bytes");
+    /* a small one still fits beside it */
+    long s = submit(SINE_JOB("small", 1, 40), 202);
+    char p[64];
+    snprintf(p, sizeof p, "/train/%ld", a);
+    r = http("DELETE", p, NULL, 0, NULL, NULL);
+    ck_assert_int_eq(r.status, 200);
+    free(r.body);
+    cJSON *o = wait_job(a, 30);
+    ck_assert_str_eq(status_of(o), "cancelled");
+    cJSON_Delete(o);
+    o = wait_job(s, 30);
+    ck_assert_str_eq(status_of(o), "succeeded");
+    cJSON_Delete(o);
+    /* what a finished job held is given back */
+    long b = submit(SINE_JOB("big_b", 1, 40000), 202);
+    o = wait_job(b, 60);
+    ck_assert_str_eq(status_of(o), "succeeded");
+    cJSON_Delete(o);
+}
+END_TEST
+
 typedef struct loader { atomic_int stop; int requests, failures, regressions; long last_version; } loader;
 
 static void *predict_loop(void *arg)
@@ -792,6 +829,7 @@ Suite *http_suite(void)
     tcase_add_test(tc, test_dynamic_batching);
     tcase_add_test(tc, test_job_life_and_swap);
     tcase_add_test(tc, test_cancel_queue_and_429);
+    tcase_add_test(tc, test_job_data_bounded);
     tcase_add_test(tc, test_swap_under_load);
     tcase_add_test(tc, test_error_paths);
     tcase_add_test(tc, test_auth_token);

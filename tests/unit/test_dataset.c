@@ -179,6 +179,48 @@ START_TEST(test_job_file_inside_data_dir)
 }
 END_TEST
 
+/* rnn_job_data_bytes, from the spec alone, against what rnn_job_dataset
+ * then builds: within a few percent for series, text and the generator;
+ * an upper bound for a CSV file (one value per two bytes). */
+START_TEST(test_job_data_bytes_estimate)
+{
+    char dir[] = "/tmp/rnnd-test-XXXXXX";
+    ck_assert(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof path, "%s/s.csv", dir);
+    FILE *f = fopen(path, "w");
+    for (int i = 0; i < 3000; i++) fprintf(f, "%.6f\n", sin(i * 0.1));
+    fclose(f);
+    static const struct { const char *job; double lo, hi; } cases[] = {
+        {"{\"data\": {\"generator\": \"sine\", \"samples\": 3000, \"window\": 40}}", 0.97, 1.03},
+        {"{\"data\": {\"generator\": \"sine\"}}", 0.97, 1.03},
+        {"{\"mode\": \"many_to_many\", \"data\": {\"generator\": \"sine\", \"samples\": 500, \"window\": 30}}", 0.97, 1.03},
+        {"{\"data\": {\"series\": [1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16], \"window\": 4}}", 0.97, 1.03},
+        {"{\"task\": \"charlm\", \"data\": {\"text\": \"the quick brown fox jumps over the lazy dog, twice: "
+         "the quick brown fox jumps over the lazy dog\", \"window\": 8}}", 0.9, 1.3},
+        {"{\"data\": {\"file\": \"s.csv\", \"window\": 20}}", 1.0, 6.0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        rnn_job job;
+        rnn_dataset d;
+        rnn_err err;
+        ck_assert_msg(rnn_job_parse(&job, cases[i].job, strlen(cases[i].job), &err) == 0, "%s", err.msg);
+        const double est = rnn_job_data_bytes(&job, dir);
+        ck_assert_msg(rnn_job_dataset(&job, NULL, dir, &d, &err) == 0, "%s", err.msg);
+        size_t steps = 0;
+        for (int k = 0; k < d.n; k++) steps += (size_t)d.len[k];
+        const double got = rnn_dataset_bytes(d.n, (double)steps, d.X, d.O, d.task, d.mode);
+        printf("  data bytes: estimate %.0f, built %.0f (%s)\n", est, got, cases[i].job);
+        ck_assert_msg(est >= cases[i].lo * got && est <= cases[i].hi * got, "%s: estimate %.0f, built %.0f",
+                      cases[i].job, est, got);
+        rnn_dataset_free(&d);
+        rnn_job_free(&job);
+    }
+    unlink(path);
+    rmdir(dir);
+}
+END_TEST
+
 Suite *dataset_suite(void)
 {
     Suite *s = suite_create("dataset");
@@ -188,6 +230,7 @@ Suite *dataset_suite(void)
     tcase_add_test(tc, test_job_sequences_features_and_labels);
     tcase_add_loop_test(tc, test_job_errors_name_the_key, 0, (int)(sizeof bad / sizeof bad[0]));
     tcase_add_test(tc, test_job_file_inside_data_dir);
+    tcase_add_test(tc, test_job_data_bytes_estimate);
     suite_add_tcase(s, tc);
     return s;
 }
