@@ -29,6 +29,7 @@ typedef struct rnn_meta {
     int epochs;             /* epochs trained in all */
     double final_loss;      /* NaN if unknown */
     double final_val_loss;  /* NaN if unknown */
+    long version;           /* the daemon's version number of these weights ("rnnd.version"), 0 if none */
     int nhistory;
     double *loss;           /* (nhistory) per-epoch train loss */
     double *val_loss;       /* (nhistory) per-epoch validation loss, NaN where none */

@@ -152,6 +152,8 @@ int cmd_train(int argc, char **argv)
             rc = EXIT_FAIL;
             goto out;
         }
+        /* new weights: the version after the base's, if it had one */
+        meta.version = basemeta.version > 0 ? basemeta.version + 1 : 0;
     } else {
         if (rnn_model_init(&m, &job.cfg, &err)) {
             fprintf(stderr, "rnnd train: %s: %s\n", jobf, err.msg);

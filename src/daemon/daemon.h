@@ -93,8 +93,16 @@ served_model *registry_get(registry *r, const char *name);
 /* The only model, when exactly one is loaded (a reference), else NULL. */
 served_model *registry_only(registry *r);
 void served_release(served_model *s);
+/* Held by a job from taking its number to publishing it, and by a reload,
+ * so that a number is in one file only. */
+void registry_publish_lock(registry *r);
+void registry_publish_unlock(registry *r);
+/* The version number a job publishing name now would get. */
+long registry_next_version(registry *r, const char *name);
 /* Publishes a new version of name (taking ownership of m and meta) and
- * returns its version number. */
+ * returns its version number: meta->version (the number in its file, so
+ * numbers survive restarts) when that is past the version served, else the
+ * next one. */
 long registry_put(registry *r, const char *name, rnn_model *m, rnn_meta *meta,
                   long long mtime_ns);
 /* A file's modification time in ns, -1 if it cannot be read: how a reload

@@ -176,6 +176,10 @@ static void run_job(job_pool *pool, train_job *j)
             rnn_meta_append(&meta, res.loss, res.val_loss, res.epochs_done, pool->cfg->loss_history_max);
             char path[2200];
             snprintf(path, sizeof path, "%s/%s.safetensors", pool->cfg->model_dir, j->model);
+            /* the number goes into the file, so a restart serves it as the
+             * same version; one job publishes at a time */
+            registry_publish_lock(pool->reg);
+            meta.version = registry_next_version(pool->reg, j->model);
             if (rnn_model_save(path, &m, &meta, &err) == 0) {
                 /* the saved file's time, so a reload knows it is this version */
                 version = registry_put(pool->reg, j->model, &m, &meta, file_mtime_ns(path));
@@ -186,6 +190,7 @@ static void run_job(job_pool *pool, train_job *j)
                     snprintf(err.msg, sizeof err.msg, "could not publish the model");
                 }
             }
+            registry_publish_unlock(pool->reg);
         }
     }
     if (final != JOB_SUCCEEDED)

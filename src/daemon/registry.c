@@ -19,6 +19,7 @@
 
 struct registry {
     pthread_mutex_t lock;
+    pthread_mutex_t publish;    /* a job's number, save and put; a reload */
     int n;
     served_model *slot[MAX_MODELS];
 };
@@ -26,8 +27,10 @@ struct registry {
 registry *registry_new(void)
 {
     registry *r = calloc(1, sizeof *r);
-    if (r)
+    if (r) {
         pthread_mutex_init(&r->lock, NULL);
+        pthread_mutex_init(&r->publish, NULL);
+    }
     return r;
 }
 
@@ -47,6 +50,7 @@ void registry_free(registry *r)
     for (int i = 0; i < r->n; i++)
         served_release(r->slot[i]);
     pthread_mutex_destroy(&r->lock);
+    pthread_mutex_destroy(&r->publish);
     free(r);
 }
 
@@ -79,6 +83,18 @@ served_model *registry_only(registry *r)
     return s;
 }
 
+void registry_publish_lock(registry *r) { pthread_mutex_lock(&r->publish); }
+void registry_publish_unlock(registry *r) { pthread_mutex_unlock(&r->publish); }
+
+long registry_next_version(registry *r, const char *name)
+{
+    pthread_mutex_lock(&r->lock);
+    const int i = find(r, name);
+    const long v = i >= 0 ? r->slot[i]->version + 1 : 1;
+    pthread_mutex_unlock(&r->lock);
+    return v;
+}
+
 long registry_put(registry *r, const char *name, rnn_model *m, rnn_meta *meta, long long mtime_ns)
 {
     served_model *s = calloc(1, sizeof *s);
@@ -98,12 +114,14 @@ long registry_put(registry *r, const char *name, rnn_model *m, rnn_meta *meta, l
     served_model *old = NULL;
     pthread_mutex_lock(&r->lock);
     int i = find(r, name);
+    /* the number the file carries (a job's, or one kept across a restart),
+     * unless it would not move past the version served */
+    const long next = i >= 0 ? r->slot[i]->version + 1 : 1;
+    s->version = s->meta.version >= next ? s->meta.version : next;
     if (i >= 0) {
         old = r->slot[i];
-        s->version = old->version + 1;
         r->slot[i] = s;
     } else if (r->n < MAX_MODELS) {
-        s->version = 1;
         r->slot[r->n++] = s;
     } else {
         pthread_mutex_unlock(&r->lock);
@@ -150,6 +168,7 @@ int registry_load_dir(registry *r, const char *dir)
     int loaded = 0;
     struct dirent *e;
     const char *ext = ".safetensors";
+    registry_publish_lock(r);
     while ((e = readdir(d))) {
         size_t l = strlen(e->d_name), el = strlen(ext);
         if (l <= el || strcmp(e->d_name + l - el, ext) || e->d_name[0] == '.')
@@ -185,6 +204,7 @@ int registry_load_dir(registry *r, const char *dir)
         rnnd_log(LOG_INFO, "model %s loaded from %s (version %ld)", name, path, v);
         loaded++;
     }
+    registry_publish_unlock(r);
     closedir(d);
     return loaded;
 }

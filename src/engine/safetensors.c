@@ -229,6 +229,11 @@ static void parse_provenance(const cJSON *md, rnn_meta *meta)
         snprintf(meta->created, sizeof meta->created, "%s", v->valuestring);
     if ((v = cJSON_GetObjectItemCaseSensitive(md, "rnnd.epochs")) && cJSON_IsString(v))
         meta->epochs = atoi(v->valuestring);
+    if ((v = cJSON_GetObjectItemCaseSensitive(md, "rnnd.version")) && cJSON_IsString(v)) {
+        char *end;
+        const long n = strtol(v->valuestring, &end, 10);
+        meta->version = !*end && n > 0 && n < (1L << 53) ? n : 0;
+    }
     if ((v = cJSON_GetObjectItemCaseSensitive(md, "rnnd.final_loss")) && cJSON_IsString(v))
         meta->final_loss = strtod(v->valuestring, NULL);
     if ((v = cJSON_GetObjectItemCaseSensitive(md, "rnnd.final_val_loss")) && cJSON_IsString(v))
@@ -585,6 +590,10 @@ int rnn_model_save(const char *path, const rnn_model *m, const rnn_meta *meta_in
     if (isfinite(meta->final_val_loss)) {
         snprintf(num, sizeof num, "%.9g", meta->final_val_loss);
         cJSON_AddStringToObject(md, "rnnd.final_val_loss", num);
+    }
+    if (meta->version > 0) {
+        snprintf(num, sizeof num, "%ld", meta->version);
+        cJSON_AddStringToObject(md, "rnnd.version", num);
     }
     cJSON_AddStringToObject(md, "rnnd.loss_history", hist ? hist : "[]");
     free(cfg);

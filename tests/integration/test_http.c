@@ -326,6 +326,23 @@ START_TEST(test_job_life_and_swap)
     o = json_of(&r);
     ck_assert_int_eq((int)num(o, "version"), 2);
     cJSON_Delete(o); free(r.body);
+    /* version numbers survive a restart (they are in the files), and the
+     * next job goes on from them */
+    stop_daemon();
+    start_daemon("");
+    r = get("/models/fresh");
+    o = json_of(&r);
+    ck_assert_msg((int)num(o, "version") == 2, "after a restart: %s", r.body);
+    cJSON_Delete(o); free(r.body);
+    long c = submit(SINE_JOB("fresh", 1, 40), 202);
+    o = wait_job(c, 30);
+    ck_assert_str_eq(status_of(o), "succeeded");
+    ck_assert_int_eq((int)num(o, "version"), 3);
+    cJSON_Delete(o);
+    r = post("/predict", "{\"model\": \"fresh\", \"sequence\": [0.1, 0.2]}");
+    o = json_of(&r);
+    ck_assert_int_eq((int)num(o, "version"), 3);
+    cJSON_Delete(o); free(r.body);
 }
 END_TEST
 
