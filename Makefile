@@ -23,6 +23,7 @@ CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null)
 SAN_address   := -fsanitize=address -fno-omit-frame-pointer
 SAN_undefined := -fsanitize=undefined -fno-sanitize-recover=all
 SAN_thread    := -fsanitize=thread
+SAN_fuzz      := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
 SANFLAGS  := $(SAN_$(SANITIZER))
 OPT       ?= -O3
 
@@ -48,7 +49,7 @@ BENCH_BIN  := $(BUILD)/bench_engine
 BENCH_DNNL := $(BUILD)/bench_dnnl
 INTEG_BIN  := $(BUILD)/test_integration
 
-.PHONY: all run demo install uninstall test unit integration ops-check bench deps deps-test clean help
+.PHONY: all run demo install uninstall test unit integration ops-check fuzz fuzz-replay bench deps deps-test clean help
 .DEFAULT_GOAL := all
 
 all: deps
@@ -60,6 +61,7 @@ help:
 	@echo "make test       install missing packages, build, run every test"
 	@echo "make install    PREFIX=/usr/local DESTDIR=: binary, /etc/rnnd/rnnd.conf, systemd unit, demo models"
 	@echo "make bench      engine vs PyTorch and bare oneDNN, HTTP vs Flask (not a test)"
+	@echo "make fuzz       libFuzzer (clang) on the loader, job spec, predict request, config; FUZZ_SECONDS=300 each"
 	@echo "make SANITIZER=address|undefined|thread test"
 	@echo "make clean"
 
@@ -154,8 +156,35 @@ ops-check: demo
 	@$(MAKE) --no-print-directory install DESTDIR=$(abspath $(BUILD))/stage >/dev/null
 	sh tests/ops/check.sh $(RNND) $(BUILD)/stage $(DEMO_DIR)
 
+# Fuzz targets (tests/fuzz/): each harness also links with a replay main, so
+# `make test` runs the committed corpora once through the build's sanitizers;
+# `make fuzz` builds them with clang's libFuzzer and runs each for
+# FUZZ_SECONDS (default 300), growing a copy of its corpus in build-fuzz/.
+FUZZ_TARGETS := loader job predict config
+FUZZ_DAEMON  := src/daemon/config.c src/daemon/log.c
+FUZZ_SECONDS ?= 300
+FUZZ_CC      ?= clang
+$(BUILD)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c tests/fuzz/fuzz.h $(FUZZ_DAEMON) $(LIBRNN)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Isrc/daemon -o $@ $< tests/fuzz/replay.c $(FUZZ_DAEMON) $(LIBRNN) $(LDLIBS)
+fuzz-replay: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/replay_%)
+	@for t in $(FUZZ_TARGETS); do $(BUILD)/fuzz/replay_$$t tests/fuzz/corpus/$$t || exit 1; done
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_DAEMON) FORCE
+	@$(MAKE) --no-print-directory CC=$(FUZZ_CC) SANITIZER=fuzz BUILD=build-fuzz OPT=-O1 build-fuzz/librnn.a
+	$(FUZZ_CC) $(WARN) -O1 -g $(SAN_fuzz) -fsanitize=fuzzer $(CPPFLAGS) $(PKG_CFLAGS) -Isrc/daemon \
+	    -o $@ $< $(FUZZ_DAEMON) build-fuzz/librnn.a $(LDLIBS)
+fuzz: deps
+	@command -v $(FUZZ_CC) >/dev/null || { echo "fuzz: $(FUZZ_CC) not found (apt-get install clang)"; exit 2; }
+	@for t in $(FUZZ_TARGETS); do $(MAKE) --no-print-directory build-fuzz/fuzz_$$t || exit 1; done
+	@for t in $(FUZZ_TARGETS); do \
+	    mkdir -p build-fuzz/corpus/$$t && cp -n tests/fuzz/corpus/$$t/* build-fuzz/corpus/$$t/ ; \
+	    echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	    build-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -timeout=10 \
+	        -artifact_prefix=build-fuzz/crash-$$t- build-fuzz/corpus/$$t 2>&1 | tail -n 3 || exit 1; \
+	done
+FORCE:
 test: deps-test
-	@$(MAKE) --no-print-directory unit integration ops-check
+	@$(MAKE) --no-print-directory unit integration ops-check fuzz-replay
 
 $(BENCH_BIN): $(BENCH_SRC) $(LIBRNN)
 	$(CC) $(ALL_CFLAGS) -o $@ $(BENCH_SRC) $(LIBRNN) $(LDLIBS)

@@ -1,0 +1,68 @@
+/*
+ * Fuzz target: a prediction request, as POST /predict receives it, against
+ * one model of each task (regression LSTM of two features, classify GRU with
+ * labels, character LM), through rnn_predict. The work of one request is
+ * bounded (max_predict_work) so that every input runs in milliseconds.
+ */
+#include "fuzz.h"
+#include "rnn/io.h"
+#include "rnn/rnn.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct served { rnn_model m; rnn_meta meta; } served;
+
+static served models[3];
+
+static void make(served *s, rnn_config cfg, const char *vocab)
+{
+    rnn_err err;
+    rnn_rng rng;
+    if (rnn_model_init(&s->m, &cfg, &err))
+        abort();
+    rnn_rng_seed(&rng, 1);
+    rnn_model_randomize(&s->m, &rng, RNN_INIT_DEFAULT);
+    rnn_meta_init(&s->meta);
+    if (vocab) s->meta.vocab = strdup(vocab);
+}
+
+static void setup(void)
+{
+    static int done;
+    if (done)
+        return;
+    done = 1;
+    make(&models[0], (rnn_config){RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, RNN_CELL_LSTM,
+                                  RNN_ACT_TANH, 2, 8, 1, 2, 0, 0}, NULL);
+    make(&models[1], (rnn_config){RNN_TASK_CLASSIFY, RNN_MODE_MANY_TO_ONE, RNN_CELL_GRU,
+                                  RNN_ACT_TANH, 1, 6, 2, 3, 0, 0}, NULL);
+    static char *labels[] = {"low", "mid", "high"};
+    models[1].meta.nlabels = 3;
+    models[1].meta.labels = malloc(3 * sizeof(char *));
+    for (int i = 0; i < 3; i++) models[1].meta.labels[i] = strdup(labels[i]);
+    make(&models[2], (rnn_config){RNN_TASK_CHARLM, RNN_MODE_MANY_TO_MANY, RNN_CELL_RNN,
+                                  RNN_ACT_TANH, 5, 8, 1, 5, 4, 1}, "abcdé");
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    setup();
+    rnn_limits lim;
+    rnn_limits_default(&lim);
+    lim.max_work = 2e6;
+    lim.max_sequence_length = 1000;
+    lim.max_steps = 1000;
+    lim.max_batch = 16;
+    for (int k = 0; k < 3; k++) {
+        char *reply = NULL;
+        int status = 0;
+        rnn_err err;
+        rnn_predict(&models[k].m, &models[k].meta, "fuzz", 1, (const char *)data, size, &lim, &reply,
+                    &status, &err);
+        if ((status == 200) != (reply != NULL) || (reply && strstr(reply, ":null")))
+            abort(); /* a 200 has a reply of finite numbers; an error has none */
+        free(reply);
+    }
+    return 0;
+}
