@@ -30,6 +30,7 @@ typedef struct rnn_meta {
     double final_loss;      /* NaN if unknown */
     double final_val_loss;  /* NaN if unknown */
     long version;           /* the daemon's version number of these weights ("rnnd.version"), 0 if none */
+    long job;               /* the daemon's job that trained them ("rnnd.job"), 0 if none */
     int nhistory;
     double *loss;           /* (nhistory) per-epoch train loss */
     double *val_loss;       /* (nhistory) per-epoch validation loss, NaN where none */
@@ -49,8 +50,13 @@ int rnn_meta_append(rnn_meta *meta, const double *loss, const double *val_loss, 
 char *rnn_config_json(const rnn_config *cfg, const rnn_meta *meta);
 
 int rnn_model_save(const char *path, const rnn_model *m, const rnn_meta *meta, rnn_err *err);
-/* Removes the temp files that saves into dir left when they died (each save
- * holds a lock on its temp file until it renames it); returns how many. */
+/* Replaces path with the concatenated parts, crash-safe: a temp file beside
+ * it, fsync, rename, fsync of the folder. 0, or -1 naming the failure. */
+typedef struct rnn_span { const void *p; size_t n; } rnn_span;
+int rnn_file_replace(const char *path, const rnn_span *parts, int nparts, rnn_err *err);
+/* Removes the temp files (NAME.tmp.XXXXXX) that saves into dir left when
+ * they died (each save holds a lock on its temp file until it renames it);
+ * returns how many. */
 int rnn_remove_stale_temps(const char *dir);
 /* On failure m and meta are left empty (nothing to free). */
 int rnn_model_load(const char *path, rnn_model *m, rnn_meta *meta, rnn_err *err);

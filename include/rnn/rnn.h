@@ -314,9 +314,35 @@ typedef struct rnn_progress {
     double elapsed;         /* seconds */
 } rnn_progress;
 
-/* Called after every optimizer step and at each epoch end; a nonzero return
- * cancels training (rnn_train then returns 1). */
+/* Called after every optimizer step and at each epoch end. It returns what
+ * the trainer does next: go on, cancel (rnn_train returns 1), write a
+ * checkpoint and go on, or write a checkpoint and stop (rnn_train returns 2,
+ * "suspended", to be resumed from that checkpoint). */
+enum { RNN_TRAIN_GO, RNN_TRAIN_CANCEL, RNN_TRAIN_CHECKPOINT, RNN_TRAIN_SUSPEND };
 typedef int (*rnn_progress_fn)(void *ud, const rnn_progress *p);
+
+/* Where a run stands between two optimizer steps. With the same data, train
+ * config and thread count it continues bitwise as if it had never stopped:
+ * the epoch is replayed from its generator state (the same shuffles) and
+ * resumes after its first `batch` batches. */
+typedef struct rnn_train_state {
+    uint64_t fingerprint;   /* rnn_train_fingerprint of the run */
+    int epoch;              /* the epoch to continue in, 1-based */
+    int batch;              /* batches of it done */
+    long step;              /* optimizer steps done */
+    rnn_rng rng;            /* the trainer's generator at the start of `epoch` */
+    double sum, weight;     /* the epoch's weighted loss so far */
+    int epochs_done;
+    double *loss, *val_loss;/* (epochs_done) per-epoch losses */
+    long optim_step;
+    size_t nparams;
+    float *params;          /* (nparams) the weights */
+    float *m, *v;           /* (nparams) optimizer moments; v NULL without Adam */
+} rnn_train_state;
+
+/* A checkpoint is written by the progress_ud owner from this state; the
+ * buffers are the trainer's own, valid during the call. */
+typedef void (*rnn_checkpoint_fn)(void *ud, const rnn_train_state *st);
 
 typedef struct rnn_train_cfg {
     int epochs;
@@ -332,6 +358,9 @@ typedef struct rnn_train_cfg {
                              * bitwise the same for the same thread count. */
     rnn_progress_fn progress;
     void *progress_ud;
+    /* called at every epoch end and when progress asks for a checkpoint */
+    rnn_checkpoint_fn checkpoint;
+    const rnn_train_state *resume;  /* continue from here, or NULL */
 } rnn_train_cfg;
 
 typedef struct rnn_train_result {
@@ -347,11 +376,22 @@ typedef struct rnn_train_result {
 
 void rnn_train_result_free(rnn_train_result *r);
 
-/* Trains m in place on d. Returns 0 when done, 1 when cancelled by the
- * progress callback, -1 on error (e.g. a non-finite loss or gradient, named
- * with epoch and step); on -1 and 1 m holds the last good weights. */
+/* Trains m in place on d (from cfg->resume when set). Returns 0 when done,
+ * 1 when cancelled by the progress callback, 2 when suspended after a
+ * checkpoint, -1 on error (e.g. a non-finite loss or gradient, named with
+ * epoch and step, or a resume state that does not fit); on -1 and 1 m holds
+ * the last good weights. */
 int rnn_train(rnn_model *m, const rnn_dataset *d, const rnn_train_cfg *cfg,
               rnn_train_result *res, rnn_err *err);
+
+/* What a checkpoint must match to be resumed: the data's contents, every
+ * train setting but the epoch count, and the thread count. */
+uint64_t rnn_train_fingerprint(const rnn_dataset *d, const rnn_train_cfg *cfg, int threads);
+/* A checkpoint file: the state with a checksum, written crash-safe. Loading
+ * refuses a file that is short, corrupt or of another format, naming it. */
+int rnn_train_state_save(const char *path, const rnn_train_state *st, rnn_err *err);
+int rnn_train_state_load(const char *path, rnn_train_state *st, rnn_err *err);
+void rnn_train_state_free(rnn_train_state *st);
 
 /* Mean loss of m over the given sequences of d (all if idx is NULL). */
 double rnn_evaluate(const rnn_model *m, const rnn_dataset *d, const int *idx, int n,

@@ -6,7 +6,8 @@
 
 #include <stddef.h>
 
-enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+/* 75 is sysexits.h's EX_TEMPFAIL: a run suspended to a checkpoint, to be resumed */
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_SUSPENDED = 75 };
 
 int cmd_train(int argc, char **argv);
 int cmd_predict(int argc, char **argv);

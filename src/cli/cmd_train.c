@@ -1,5 +1,8 @@
 /* rnnd train: a job spec in, a trained model file out (atomically), with a
- * progress line per epoch on a terminal and a JSON summary on stdout. */
+ * progress line per epoch on a terminal and a JSON summary on stdout. With
+ * --checkpoint it writes the run's state at every epoch end, every
+ * --checkpoint-s seconds and when interrupted; --resume continues from such
+ * a file to the same bits an uninterrupted run would have reached. */
 #include "cli.h"
 #include "rnn/io.h"
 #include "rnn/job.h"
@@ -9,23 +12,54 @@
 #include <getopt.h>
 #include <libgen.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t interrupted;
-static void on_sigint(int sig) { (void)sig; interrupted = 1; }
+/* SIGINT and SIGTERM are blocked while training and polled after each
+ * step: a handler would run on whichever thread the kernel picked, on top
+ * of the stack of a oneDNN kernel, and a signal landing there corrupted the
+ * heap (1 run in 10 stopped with SIGTERM aborted at exit). */
+static sigset_t stop_signals;
+static int interrupted;
+
+static void poll_signals(void)
+{
+    const struct timespec now = {0, 0};
+    if (sigtimedwait(&stop_signals, NULL, &now) > 0)
+        interrupted = 1;
+}
 
 typedef struct progress {
     int tty;
     long seqs_per_epoch;
+    const char *checkpoint;     /* file, or NULL */
+    double every, last;         /* checkpoint period and the last one (elapsed s) */
+    double now;
+    int failed;                 /* a checkpoint could not be written */
 } progress;
+
+static void write_checkpoint(void *ud, const rnn_train_state *st)
+{
+    progress *pr = ud;
+    rnn_err err;
+    if (!pr->checkpoint)
+        return;
+    pr->last = pr->now;
+    if (rnn_train_state_save(pr->checkpoint, st, &err)) {
+        fprintf(stderr, "rnnd train: --checkpoint %s\n", err.msg);
+        pr->failed = 1;
+    }
+}
 
 static int on_progress(void *ud, const rnn_progress *p)
 {
-    const progress *pr = ud;
+    progress *pr = ud;
+    pr->now = p->elapsed;
+    poll_signals();
     if (p->epoch_end && pr->tty) {
         double rate = p->elapsed > 0 ? (double)pr->seqs_per_epoch * p->epoch / p->elapsed : 0;
         double eta = p->epoch > 0 ? p->elapsed / p->epoch * (p->epochs - p->epoch) : 0;
@@ -35,13 +69,18 @@ static int on_progress(void *ud, const rnn_progress *p)
         fprintf(stderr, "epoch %d/%d  loss %.6g%s  %.0f seq/s  eta %.0fs\n", p->epoch, p->epochs,
                 p->epoch_loss, val, rate, eta);
     }
-    return interrupted;
+    /* interrupted: stop, after a checkpoint when there is a file for one */
+    if (interrupted)
+        return pr->checkpoint && !pr->failed ? RNN_TRAIN_SUSPEND : RNN_TRAIN_CANCEL;
+    if (pr->checkpoint && !p->epoch_end && p->elapsed - pr->last >= pr->every)
+        return RNN_TRAIN_CHECKPOINT;
+    return RNN_TRAIN_GO;
 }
 
 static void usage(FILE *f)
 {
     fputs("usage: rnnd train --job FILE [--init MODEL] --out MODEL [--data-dir DIR] [--threads N]\n"
-          "                  [--quiet]\n"
+          "                  [--checkpoint FILE [--checkpoint-s S]] [--resume FILE] [--quiet]\n"
           "\n"
           "Trains the model a job spec describes (DESIGN.md, \"Job spec\") and saves it to MODEL\n"
           "(a .safetensors file, written atomically). --init starts from MODEL's weights\n"
@@ -49,7 +88,13 @@ static void usage(FILE *f)
           "from --data-dir (default: the job file's folder). --threads splits each batch over\n"
           "N threads (default: every core this process may use); the result is the same for\n"
           "the same N. Prints a progress line per epoch on a terminal and a JSON summary on\n"
-          "stdout.\n",
+          "stdout.\n"
+          "\n"
+          "--checkpoint FILE writes the run's state (weights, optimizer moments, step, random\n"
+          "state, data order) at every epoch end, every S seconds (default 30) and on SIGINT or\n"
+          "SIGTERM, which then stop the run with exit status 75. --resume FILE continues such a\n"
+          "run: give the same job, --init and --threads, and the model written is bitwise the\n"
+          "one an uninterrupted run writes. The checkpoint is removed once the model is saved.\n",
           f);
 }
 
@@ -59,13 +104,26 @@ int cmd_train(int argc, char **argv)
         {"job", required_argument, 0, 'j'}, {"init", required_argument, 0, 'i'},
         {"out", required_argument, 0, 'o'}, {"data-dir", required_argument, 0, 'd'},
         {"quiet", no_argument, 0, 'q'},     {"help", no_argument, 0, 'h'},
-        {"threads", required_argument, 0, 't'},
+        {"threads", required_argument, 0, 't'}, {"checkpoint", required_argument, 0, 'c'},
+        {"checkpoint-s", required_argument, 0, 's'}, {"resume", required_argument, 0, 'r'},
         {0, 0, 0, 0}};
-    const char *jobf = NULL, *init = NULL, *out = NULL, *ddir = NULL;
+    const char *jobf = NULL, *init = NULL, *out = NULL, *ddir = NULL, *ckpt = NULL, *resume = NULL;
     int quiet = 0, threads = 0, c;
+    double every = 30;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "j:i:o:d:t:qh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "j:i:o:d:t:qhc:s:r:", opts, NULL)) != -1) {
         switch (c) {
+        case 'c': ckpt = optarg; break;
+        case 'r': resume = optarg; break;
+        case 's': {
+            char *end;
+            every = strtod(optarg, &end);
+            if (*optarg == 0 || *end || !(every > 0 && every <= 1e7)) {
+                fprintf(stderr, "rnnd train: --checkpoint-s: must be seconds above 0, got \"%s\"\n", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        }
         case 'j': jobf = optarg; break;
         case 'i': init = optarg; break;
         case 'o': out = optarg; break;
@@ -104,6 +162,8 @@ int cmd_train(int argc, char **argv)
     }
     rnn_job job;
     rnn_err err;
+    rnn_train_state from;
+    memset(&from, 0, sizeof from);
     rnn_model m, base;
     rnn_meta meta, basemeta;
     rnn_dataset d;
@@ -117,6 +177,10 @@ int cmd_train(int argc, char **argv)
         goto out;
     }
     have_job = 1;
+    if (resume && rnn_train_state_load(resume, &from, &err)) {
+        fprintf(stderr, "rnnd train: --resume %s\n", err.msg);
+        goto out;
+    }
     if (init) {
         if (rnn_model_load(init, &base, &basemeta, &err)) {
             fprintf(stderr, "rnnd train: --init %s\n", err.msg);
@@ -173,16 +237,27 @@ int cmd_train(int argc, char **argv)
         d.nlabels = 0;
     }
 
-    progress pr = {.tty = !quiet && isatty(STDERR_FILENO), .seqs_per_epoch = d.n};
+    progress pr = {.tty = !quiet && isatty(STDERR_FILENO), .seqs_per_epoch = d.n,
+                   .checkpoint = ckpt, .every = every};
     job.train.progress = on_progress;
+    job.train.checkpoint = write_checkpoint;
+    job.train.resume = resume ? &from : NULL;
     job.train.threads = threads;
     job.train.progress_ud = &pr;
-    signal(SIGINT, on_sigint);
-    signal(SIGTERM, on_sigint);
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     int tr = rnn_train(&m, &d, &job.train, &res, &err);
     if (tr < 0) {
         fprintf(stderr, "rnnd train: %s; %s not written\n", err.msg, out);
         rc = EXIT_FAIL;
+        goto out;
+    }
+    if (tr == 2) {
+        fprintf(stderr, "rnnd train: interrupted at step %ld; checkpoint in %s, continue with "
+                        "--resume %s; %s not written\n", res.steps_done, ckpt, ckpt, out);
+        rc = EXIT_SUSPENDED;
         goto out;
     }
     if (tr > 0) {
@@ -200,6 +275,8 @@ int cmd_train(int argc, char **argv)
         rc = EXIT_FAIL;
         goto out;
     }
+    if (ckpt)
+        unlink(ckpt);
     cJSON *s = cJSON_CreateObject();
     cJSON_AddStringToObject(s, "model", out);
     cJSON_AddStringToObject(s, "task", rnn_task_name(m.cfg.task));
@@ -224,6 +301,7 @@ int cmd_train(int argc, char **argv)
     cJSON_Delete(s);
     rc = EXIT_OK;
 out:
+    rnn_train_state_free(&from);
     rnn_train_result_free(&res);
     if (have_model) rnn_model_free(&m);
     if (have_base) rnn_model_free(&base);

@@ -33,6 +33,9 @@ static const key keys[] = {
     {"port", T_INT, S(port), 0, 65535, "TCP port (0 picks a free one and logs it)"},
     {"model_dir", T_STR, S(model_dir), 0, 0, "folder of NAME.safetensors files; trained models are saved here"},
     {"data_dir", T_STR, S(data_dir), 0, 0, "folder that {\"file\": NAME} training data is read from"},
+    {"state_dir", T_STR, S(state_dir), 0, 0, "folder of kept model versions, job records and checkpoints (empty: model_dir/.rnnd)"},
+    {"keep_versions", T_INT, S(keep_versions), 0, 1000000, "versions of each model kept on disk, the newest (0 keeps all); the served one is always kept"},
+    {"checkpoint_s", T_INT, S(checkpoint_s), 1, 86400, "seconds between a running job's checkpoints; it also writes one at every epoch end and on SIGTERM"},
     {"http_threads", T_INT, S(http_threads), 1, 256, "HTTP worker threads (default: number of cores)"},
     {"train_workers", T_INT, S(train_workers), 1, 64, "training jobs that run at once"},
     {"train_threads", T_INT, S(train_threads), 0, 1024, "threads that share one job's batches (0: every core)"},
@@ -67,6 +70,8 @@ void rnnd_config_defaults(rnnd_config *c)
     c->port = 8080;
     snprintf(c->model_dir, sizeof c->model_dir, "models");
     snprintf(c->data_dir, sizeof c->data_dir, "data");
+    c->keep_versions = 5;
+    c->checkpoint_s = 30;
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     c->http_threads = n > 0 && n < 256 ? (int)n : 2;
     c->train_workers = 1;

@@ -23,6 +23,9 @@ typedef struct rnnd_config {
     int port;
     char model_dir[1024];
     char data_dir[1024];
+    char state_dir[1024];       /* "": model_dir/.rnnd */
+    int keep_versions;          /* kept per model; 0: all */
+    int checkpoint_s;           /* seconds between a running job's checkpoints */
     int http_threads;
     int train_workers;
     int train_threads;          /* threads per job; 0: every core */
@@ -97,14 +100,21 @@ void served_release(served_model *s);
  * so that a number is in one file only. */
 void registry_publish_lock(registry *r);
 void registry_publish_unlock(registry *r);
-/* The version number a job publishing name now would get. */
+/* The version number a job publishing name now would get: past the served
+ * one and every kept one. */
 long registry_next_version(registry *r, const char *name);
-/* Publishes a new version of name (taking ownership of m and meta) and
- * returns its version number: meta->version (the number in its file, so
- * numbers survive restarts) when that is past the version served, else the
- * next one. */
+/* Serves m as version `version` of name (taking ownership of m and meta);
+ * returns the version, -1 if out of memory or room. */
 long registry_put(registry *r, const char *name, rnn_model *m, rnn_meta *meta,
-                  long long mtime_ns);
+                  long long mtime_ns, long version);
+/* Version `version` of name (a reference): the served one, or a kept one
+ * loaded from its file. NULL if the model or the version is not there. */
+served_model *registry_get_version(registry *r, const char *name, long version);
+/* Drops kept versions of name from the cache (they were deleted). */
+void registry_forget(registry *r, const char *name, const long *versions, int n);
+/* Rollback: serves kept version `version` of name (and makes it the file in
+ * model_dir); -1 with err naming what was wrong. */
+int registry_serve(registry *r, const char *name, long version, const char *model_dir, rnn_err *err);
 /* A file's modification time in ns, -1 if it cannot be read: how a reload
  * tells a changed file from one it has loaded (or a job has saved). */
 long long file_mtime_ns(const char *path);
@@ -113,6 +123,30 @@ long long file_mtime_ns(const char *path);
 int registry_load_dir(registry *r, const char *dir);
 /* Snapshot of all models (references); caller releases each and frees the array. */
 int registry_list(registry *r, served_model ***out);
+
+/* ------------------------------------------------------------------ versions */
+
+/* Sets the state folder (state_dir, or model_dir/.rnnd) and makes it and
+ * its versions/ folder; -1 (logged) if it cannot. */
+int versions_init(const rnnd_config *cfg);
+const char *state_dir(void);
+/* STATE/versions/NAME/V.safetensors */
+void versions_path(const char *name, long v, char *buf, size_t n);
+/* The version numbers kept of name, ascending (caller frees); their count. */
+int versions_list(const char *name, long **out);
+/* The highest kept, 0 if none. */
+long versions_max(const char *name);
+/* Saves m as kept version v of name (atomically). */
+int versions_keep(const char *name, long v, const rnn_model *m, const rnn_meta *meta, rnn_err *err);
+/* Is the file at path the same bytes as kept version v? */
+int versions_same(const char *name, long v, const char *path);
+/* Makes model_dir/NAME.safetensors a copy of kept version v (atomically). */
+int versions_serve_file(const char *name, long v, const char *model_dir, rnn_err *err);
+/* Deletes all but the newest keep versions (keep 0: none), never served;
+ * the numbers deleted go into gone. Returns how many. */
+int versions_prune(const char *name, int keep, long served, long *gone, int max_gone);
+/* rnn_remove_stale_temps over every kept-version folder and the job records. */
+int versions_remove_stale_temps(void);
 
 /* ------------------------------------------------------------------ jobs */
 
@@ -138,13 +172,21 @@ typedef struct train_job {
     atomic_int cancel;
     int npoints, cap_points;
     job_point *points;
-    /* owned until the worker takes them */
+    char *body;                             /* the request (its record keeps it) */
+    long base_version;                      /* the version it fine-tunes, 0: a new model */
+    /* owned until the job ends; the data is built by the worker */
     rnn_job spec;
-    rnn_dataset data;
     double data_bytes;                      /* its estimate (rnn_job_data_bytes) */
     served_model *base;                     /* model fine-tuned, or NULL */
+    double last_checkpoint;                 /* rnnd_clock() of its last one */
+    int settled;                            /* finished and its last record written:
+                                             * the pool may forget it */
     struct train_job *next_queued;
 } train_job;
+
+/* Builds what a job trains on and checks it against the model it trains
+ * (the base's inputs and outputs, or a new model's config); -1 with err. */
+int job_prepare(train_job *j, const char *data_dir, rnn_dataset *d, rnn_err *err);
 
 typedef struct job_pool job_pool;
 
@@ -155,6 +197,16 @@ void pool_free(job_pool *p);
  * when its data bytes and those of the jobs queued or running would pass
  * max_job_bytes. */
 int pool_submit(job_pool *p, train_job *job);
+/* Job records in STATE/jobs (jobrec.c): ID.json, and ID.ckpt while it runs. */
+int jobrec_init(void);
+void jobrec_path(long id, const char *ext, char *buf, size_t n);
+/* The record's text (caller frees); then written crash-safe (and freed). */
+char *jobrec_text(const train_job *j);
+void jobrec_write(long id, char *text);
+/* Every record, by ID (jobs with spec text but no parsed spec; caller frees). */
+int jobrec_load_all(train_job ***out);
+void jobrec_remove(long id);
+
 /* Fills a JSON object with a job's status under the pool lock; -1 if unknown. */
 struct cJSON;
 int pool_job_json(job_pool *p, long id, struct cJSON *out, int with_points);

@@ -3,9 +3,18 @@
  * bounded FIFO queue (`train_queue`; submit fails when it is full, which the
  * HTTP layer turns into 429). Every job's status lives in a table guarded by
  * the pool lock; the trainer's progress callback updates it after each step
- * and reads the cancel flag, so DELETE and shutdown stop a job at its next
- * step. A finished job saves NAME.safetensors atomically and publishes the
- * new version in the registry; a failed or cancelled one publishes nothing.
+ * and reads the cancel flag, so DELETE stops a job at its next step. A
+ * finished job publishes a new version (kept, saved, served); a failed or
+ * cancelled one publishes nothing.
+ *
+ * Jobs are durable (jobrec.c keeps their records): a running job writes a
+ * checkpoint at every epoch end, every checkpoint_s seconds and when the
+ * daemon stops (SIGTERM suspends it rather than cancelling it); queued and
+ * running jobs of an earlier run are queued again when the pool starts and
+ * resume from their checkpoints. Training is deterministic for a seed and a
+ * thread count, so a resumed job ends with the weights it would have had.
+ * Each job builds its data on the worker that runs it, not on an HTTP thread,
+ * and holds it only while it runs.
  */
 #include "daemon.h"
 
@@ -25,6 +34,7 @@
 
 struct job_pool {
     pthread_mutex_t lock;
+    pthread_mutex_t rec;        /* one record write at a time; taken before lock */
     pthread_cond_t wake;
     const rnnd_config *cfg;
     registry *reg;
@@ -66,7 +76,6 @@ static void job_release_inputs(job_pool *p, train_job *j)
     if (p)
         p->held -= j->data_bytes;
     j->data_bytes = 0;
-    rnn_dataset_free(&j->data);
     rnn_job_free(&j->spec);
     served_release(j->base);
     j->base = NULL;
@@ -76,7 +85,43 @@ static void job_free(train_job *j)
 {
     job_release_inputs(NULL, j);
     free(j->points);
+    free(j->body);
     free(j);
+}
+
+/* Writes j's record as it stands now. The text is made under the record
+ * lock, so the last write is the latest state whatever the order of the
+ * threads. j must not be forgotten meanwhile: only settled jobs are. */
+static void record(job_pool *p, train_job *j)
+{
+    pthread_mutex_lock(&p->rec);
+    pthread_mutex_lock(&p->lock);
+    char *text = jobrec_text(j);
+    const long id = j->id;
+    pthread_mutex_unlock(&p->lock);
+    jobrec_write(id, text);
+    pthread_mutex_unlock(&p->rec);
+}
+
+int job_prepare(train_job *j, const char *data_dir, rnn_dataset *d, rnn_err *err)
+{
+    if (rnn_job_dataset(&j->spec, j->base ? j->base->meta.vocab : NULL, data_dir, d, err))
+        return -1;
+    const rnn_config *c = &j->spec.cfg;
+    if (j->base && (c->input_size != j->base->m.cfg.input_size ||
+                    c->output_size != j->base->m.cfg.output_size)) {
+        snprintf(err->msg, sizeof err->msg, "data: %d inputs and %d outputs per step, model \"%s\" "
+                 "takes %d and %d (use \"from_scratch\": true to replace it)", c->input_size,
+                 c->output_size, j->model, j->base->m.cfg.input_size, j->base->m.cfg.output_size);
+        rnn_dataset_free(d);
+        return -1;
+    }
+    rnn_config probe = *c;
+    if (!j->base && rnn_config_check(&probe, err)) {
+        rnn_dataset_free(d);
+        return -1;
+    }
+    return 0;
 }
 
 /* Keeps at most cap points: when full, every other one goes. */
@@ -118,9 +163,119 @@ static int on_progress(void *ud, const rnn_progress *p)
         job_point pt = {p->epoch, p->step, p->epoch_loss, p->val_loss, rnnd_now()};
         add_point(j, &pt, c->pool->cfg->loss_history_max);
     }
-    int stop = c->pool->stopping;
+    const int stop = c->pool->stopping;
     pthread_mutex_unlock(&c->pool->lock);
-    return stop || atomic_load(&j->cancel);
+    if (p->epoch_end)
+        record(c->pool, j);     /* its loss point survives a crash */
+    if (atomic_load(&j->cancel))
+        return RNN_TRAIN_CANCEL;
+    if (stop)
+        return RNN_TRAIN_SUSPEND;
+    if (!p->epoch_end && rnnd_clock() - j->last_checkpoint >= c->pool->cfg->checkpoint_s)
+        return RNN_TRAIN_CHECKPOINT;
+    return RNN_TRAIN_GO;
+}
+
+static void on_checkpoint(void *ud, const rnn_train_state *st)
+{
+    run_ctx *c = ud;
+    char path[1200];
+    jobrec_path(c->job->id, "ckpt", path, sizeof path);
+    rnn_err err;
+    if (rnn_train_state_save(path, st, &err))
+        rnnd_log(LOG_WARN, "job %ld: checkpoint not written: %s", c->job->id, err.msg);
+    c->job->last_checkpoint = rnnd_clock();
+}
+
+/* A job's weights become the next version: kept first (a crash after that
+ * finds them: the job is done), then the file in model_dir, then served;
+ * versions past keep_versions go. One job publishes at a time, so a number
+ * is in one file only. Returns the version, or 0 with err set. */
+static long publish(job_pool *pool, const char *name, rnn_model *m, rnn_meta *meta, rnn_err *err)
+{
+    char path[2200];
+    snprintf(path, sizeof path, "%s/%s.safetensors", pool->cfg->model_dir, name);
+    registry_publish_lock(pool->reg);
+    long v = meta->version = registry_next_version(pool->reg, name);
+    if (versions_keep(name, v, m, meta, err) || versions_serve_file(name, v, pool->cfg->model_dir, err)) {
+        v = 0;
+    } else if ((v = registry_put(pool->reg, name, m, meta, file_mtime_ns(path), v)) <= 0) {
+        snprintf(err->msg, sizeof err->msg, "could not publish the model");
+        v = 0;
+    }
+    if (v > 0) {
+        long gone[64];
+        const int n = versions_prune(name, pool->cfg->keep_versions, v, gone, 64);
+        registry_forget(pool->reg, name, gone, n);
+    }
+    registry_publish_unlock(pool->reg);
+    return v;
+}
+
+/* The weights a job starts from: its base's, or a new model's initialised
+ * from its seed (a resumed job then takes its checkpoint's). */
+static int start_weights(train_job *j, rnn_dataset *d, rnn_model *m, rnn_meta *meta, rnn_err *err)
+{
+    rnn_meta_init(meta);
+    if (j->base) {
+        if (rnn_model_copy(m, &j->base->m, err))
+            return -1;
+        if (rnn_meta_copy(meta, &j->base->meta) == 0)
+            return 0;
+        rnn_model_free(m);
+        snprintf(err->msg, sizeof err->msg, "out of memory copying the base model");
+        return -1;
+    }
+    if (rnn_model_init(m, &j->spec.cfg, err))
+        return -1;
+    rnn_rng rng;
+    rnn_rng_seed(&rng, j->spec.seed);
+    rnn_model_randomize(m, &rng, j->spec.rinit);
+    if (d->vocab && !(meta->vocab = strdup(d->vocab))) {
+        rnn_model_free(m);
+        snprintf(err->msg, sizeof err->msg, "out of memory copying the vocabulary");
+        return -1;
+    }
+    if (d->nlabels) {
+        meta->labels = d->labels;
+        meta->nlabels = d->nlabels;
+        d->labels = NULL;
+        d->nlabels = 0;
+    }
+    return 0;
+}
+
+/* Trains j from its checkpoint if it has one (a checkpoint of another run,
+ * say after train_threads changed, is dropped and the job starts over:
+ * training is deterministic, so the result is the same). Returns
+ * rnn_train's code. */
+static int train(job_pool *pool, train_job *j, rnn_dataset *d, rnn_model *m,
+                 rnn_train_result *res, rnn_err *err)
+{
+    char ckpt[1200];
+    jobrec_path(j->id, "ckpt", ckpt, sizeof ckpt);
+    rnn_train_state from;
+    const int have = access(ckpt, F_OK) == 0 && rnn_train_state_load(ckpt, &from, err) == 0;
+    run_ctx ctx = {pool, j};
+    j->spec.train.progress = on_progress;
+    j->spec.train.checkpoint = on_checkpoint;
+    j->spec.train.progress_ud = &ctx;
+    j->spec.train.threads = pool->cfg->train_threads;
+    j->spec.train.resume = have ? &from : NULL;
+    j->last_checkpoint = rnnd_clock();
+    int rc = rnn_train(m, d, &j->spec.train, res, err);
+    if (have) {
+        if (rc == 0 || rc == 1)
+            rnnd_log(LOG_INFO, "job %ld resumed at epoch %d, step %ld", j->id, from.epoch, from.step);
+        if (rc == -1 && !strncmp(err->msg, "resume:", 7)) {
+            rnnd_log(LOG_WARN, "job %ld: %s; it starts over", j->id, err->msg);
+            rnn_train_result_free(res);
+            j->spec.train.resume = NULL;
+            rc = rnn_train(m, d, &j->spec.train, res, err);
+        }
+        rnn_train_state_free(&from);
+    }
+    return rc;
 }
 
 static void run_job(job_pool *pool, train_job *j)
@@ -128,83 +283,67 @@ static void run_job(job_pool *pool, train_job *j)
     rnn_model m;
     rnn_meta meta;
     rnn_err err;
+    rnn_dataset d;
     rnn_train_result res;
     memset(&res, 0, sizeof res);
+    memset(&m, 0, sizeof m);
     rnn_meta_init(&meta);
-    int ok = 0;
-    if (j->base) {
-        ok = rnn_model_copy(&m, &j->base->m, &err) == 0 && rnn_meta_copy(&meta, &j->base->meta) == 0;
-        if (!ok) snprintf(err.msg, sizeof err.msg, "out of memory copying the base model");
-    } else {
-        ok = rnn_model_init(&m, &j->spec.cfg, &err) == 0;
-        if (ok) {
-            rnn_rng rng;
-            rnn_rng_seed(&rng, j->spec.seed);
-            rnn_model_randomize(&m, &rng, j->spec.rinit);
-            if (j->data.vocab && !(meta.vocab = strdup(j->data.vocab))) {
-                ok = 0;
-                snprintf(err.msg, sizeof err.msg, "out of memory copying the vocabulary");
-            }
-            if (j->data.nlabels) {
-                meta.labels = j->data.labels;
-                meta.nlabels = j->data.nlabels;
-                j->data.labels = NULL;
-                j->data.nlabels = 0;
-            }
-        }
-    }
+    record(pool, j);
+    int ok = job_prepare(j, pool->cfg->data_dir, &d, &err) == 0;
+    const int have_data = ok;
+    ok = ok && start_weights(j, &d, &m, &meta, &err) == 0;
     job_state final = JOB_FAILED;
     long version = 0;
-    if (ok) {
-        run_ctx ctx = {pool, j};
-        j->spec.train.progress = on_progress;
-        j->spec.train.progress_ud = &ctx;
-        j->spec.train.threads = pool->cfg->train_threads;
-        int rc = rnn_train(&m, &j->data, &j->spec.train, &res, &err);
-        if (rc == 1) {
-            final = JOB_CANCELLED;
-            snprintf(err.msg, sizeof err.msg, "cancelled at step %ld", res.steps_done);
-        } else if (rc == 0) {
-            /* the save time, in the file and in the version served */
-            time_t now = time(NULL);
-            struct tm tm;
-            gmtime_r(&now, &tm);
-            strftime(meta.created, sizeof meta.created, "%Y-%m-%dT%H:%M:%SZ", &tm);
-            meta.epochs += res.epochs_done;
-            meta.final_loss = res.final_loss;
-            meta.final_val_loss = res.final_val_loss;
-            rnn_meta_append(&meta, res.loss, res.val_loss, res.epochs_done, pool->cfg->loss_history_max);
-            char path[2200];
-            snprintf(path, sizeof path, "%s/%s.safetensors", pool->cfg->model_dir, j->model);
-            /* the number goes into the file, so a restart serves it as the
-             * same version; one job publishes at a time */
-            registry_publish_lock(pool->reg);
-            meta.version = registry_next_version(pool->reg, j->model);
-            if (rnn_model_save(path, &m, &meta, &err) == 0) {
-                /* the saved file's time, so a reload knows it is this version */
-                version = registry_put(pool->reg, j->model, &m, &meta, file_mtime_ns(path));
-                if (version > 0) {
-                    final = JOB_SUCCEEDED;
-                    rnnd_log(LOG_INFO, "job %ld: model %s version %ld saved to %s", j->id, j->model, version, path);
-                } else {
-                    snprintf(err.msg, sizeof err.msg, "could not publish the model");
-                }
-            }
-            registry_publish_unlock(pool->reg);
+    int rc = -1;
+    if (ok && (rc = train(pool, j, &d, &m, &res, &err)) == 1) {
+        final = JOB_CANCELLED;
+        snprintf(err.msg, sizeof err.msg, "cancelled at step %ld", res.steps_done);
+    } else if (ok && rc == 0) {
+        /* the save time, in the file and in the version served */
+        time_t now = time(NULL);
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(meta.created, sizeof meta.created, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        meta.epochs += res.epochs_done;
+        meta.final_loss = res.final_loss;
+        meta.final_val_loss = res.final_val_loss;
+        rnn_meta_append(&meta, res.loss, res.val_loss, res.epochs_done, pool->cfg->loss_history_max);
+        meta.job = j->id;
+        version = publish(pool, j->model, &m, &meta, &err);
+        if (version > 0) {
+            final = JOB_SUCCEEDED;
+            rnnd_log(LOG_INFO, "job %ld: model %s version %ld saved", j->id, j->model, version);
         }
     }
-    if (final != JOB_SUCCEEDED)
+    const int suspended = ok && rc == 2;
+    if (suspended)
+        rnnd_log(LOG_INFO, "job %ld (%s) suspended at step %ld: it resumes when the server starts again",
+                 j->id, j->model, res.steps_done);
+    else if (final != JOB_SUCCEEDED)
         rnnd_log(LOG_WARN, "job %ld (%s) %s: %s", j->id, j->model, job_state_name(final), err.msg);
     rnn_model_free(&m);
     rnn_meta_free(&meta);
     rnn_train_result_free(&res);
+    if (have_data)
+        rnn_dataset_free(&d);
     pthread_mutex_lock(&pool->lock);
-    j->state = final;
-    j->version = version;
-    j->finished = rnnd_now();
-    if (final != JOB_SUCCEEDED)
-        snprintf(j->error, sizeof j->error, "%s", err.msg);
+    if (!suspended) {
+        j->state = final;
+        j->version = version;
+        j->finished = rnnd_now();
+        if (final != JOB_SUCCEEDED)
+            snprintf(j->error, sizeof j->error, "%s", err.msg);
+    }
     job_release_inputs(pool, j);
+    pthread_mutex_unlock(&pool->lock);
+    record(pool, j);
+    if (!suspended) {
+        char ckpt[1200];
+        jobrec_path(j->id, "ckpt", ckpt, sizeof ckpt);
+        unlink(ckpt);
+    }
+    pthread_mutex_lock(&pool->lock);
+    j->settled = !suspended;
     pthread_mutex_unlock(&pool->lock);
     /* a job's workspaces were freed in its threads' malloc arenas: give the
      * memory back, so an idle daemon stays small */
@@ -241,16 +380,117 @@ static void *worker(void *arg)
     return NULL;
 }
 
+static void enqueue(job_pool *p, train_job *j)
+{
+    j->state = JOB_QUEUED;
+    j->next_queued = NULL;
+    if (p->tail) p->tail->next_queued = j;
+    else p->head = j;
+    p->tail = j;
+    p->queued++;
+    p->held += j->data_bytes;
+}
+
+/* The version of j's model that j published, if a crash came after its
+ * weights were kept and before its record said so; 0 if none. */
+static long published_by(registry *reg, const train_job *j)
+{
+    long *v;
+    const int n = versions_list(j->model, &v);
+    long found = 0;
+    for (int i = n - 1; i >= 0 && !found; i--) {
+        served_model *k = registry_get_version(reg, j->model, v[i]);
+        if (k && k->meta.job == j->id)
+            found = v[i];
+        served_release(k);
+    }
+    free(v);
+    return found;
+}
+
+/* An unfinished job of an earlier run, back to the state it can run from:
+ * its spec parsed again and its base version found. 0 to queue it. */
+static int revive(job_pool *p, train_job *j)
+{
+    rnn_err err;
+    const long done = published_by(p->reg, j);
+    if (done > 0) {
+        /* it had finished: serve its version if the crash came before that */
+        served_model *cur = registry_get(p->reg, j->model);
+        const long served = cur ? cur->version : 0;
+        served_release(cur);
+        if (served < done && registry_serve(p->reg, j->model, done, p->cfg->model_dir, &err))
+            rnnd_log(LOG_WARN, "job %ld: version %ld not served: %s", j->id, done, err.msg);
+        j->state = JOB_SUCCEEDED;
+        j->version = done;
+        if (!(j->finished > 0)) j->finished = rnnd_now();
+        return -1;
+    }
+    if (rnn_job_parse(&j->spec, j->body, strlen(j->body), &err)) {
+        j->state = JOB_FAILED;
+        snprintf(j->error, sizeof j->error, "its record cannot be read again: %.400s", err.msg);
+        return -1;
+    }
+    if (j->base_version > 0) {
+        if (!(j->base = registry_get_version(p->reg, j->model, j->base_version))) {
+            j->state = JOB_FAILED;
+            snprintf(j->error, sizeof j->error, "its base, version %ld of model %s, is no longer kept",
+                     j->base_version, j->model);
+            rnn_job_free(&j->spec);
+            return -1;
+        }
+        j->spec.cfg = j->base->m.cfg;
+    }
+    j->data_bytes = rnn_job_data_bytes(&j->spec, p->cfg->data_dir);
+    return 0;
+}
+
+/* The jobs of an earlier run: all listed again, the unfinished queued. */
+static void restore(job_pool *p)
+{
+    if (jobrec_init())
+        return;
+    train_job **a;
+    const int n = jobrec_load_all(&a);
+    int queued = 0;
+    for (int i = 0; i < n; i++) {
+        train_job *j = a[i];
+        if (j->id >= p->next_id)
+            p->next_id = j->id + 1;
+        if (p->njobs == MAX_JOBS_KEPT) {
+            job_free(j);
+            continue;
+        }
+        j->loss = isnan(j->loss) ? NAN : j->loss;
+        const int unfinished = j->state == JOB_QUEUED || j->state == JOB_RUNNING;
+        if (unfinished && revive(p, j) == 0) {
+            enqueue(p, j);
+            queued++;
+        } else {
+            if (unfinished)
+                jobrec_write(j->id, jobrec_text(j));
+            j->settled = 1;
+        }
+        p->jobs[p->njobs++] = j;
+    }
+    free(a);
+    if (n)
+        rnnd_log(LOG_INFO, "%d job%s of an earlier run restored, %d queued again", n,
+                 n == 1 ? "" : "s", queued);
+}
+
 job_pool *pool_new(const rnnd_config *cfg, registry *reg)
 {
     job_pool *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
     pthread_mutex_init(&p->lock, NULL);
+    pthread_mutex_init(&p->rec, NULL);
     pthread_cond_init(&p->wake, NULL);
     p->cfg = cfg;
     p->reg = reg;
     p->next_id = 1;
+    restore(p);
     p->threads = calloc((size_t)cfg->train_workers, sizeof(pthread_t));
     for (int i = 0; p->threads && i < cfg->train_workers; i++)
         if (pthread_create(&p->threads[p->nthreads], NULL, worker, p) == 0)
@@ -263,15 +503,12 @@ job_pool *pool_new(const rnnd_config *cfg, registry *reg)
     return p;
 }
 
+/* Running jobs suspend at their next step (a checkpoint); queued ones stay
+ * queued in their records: both go on when the server starts again. */
 void pool_stop_all(job_pool *p)
 {
     pthread_mutex_lock(&p->lock);
     p->stopping = 1;
-    for (train_job *j = p->head; j; j = j->next_queued) {
-        j->state = JOB_CANCELLED;
-        snprintf(j->error, sizeof j->error, "cancelled: the server is shutting down");
-        atomic_store(&j->cancel, 1);
-    }
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
 }
@@ -288,6 +525,7 @@ void pool_free(job_pool *p)
     free(p->threads);
     pthread_cond_destroy(&p->wake);
     pthread_mutex_destroy(&p->lock);
+    pthread_mutex_destroy(&p->rec);
     free(p);
 }
 
@@ -303,33 +541,30 @@ int pool_submit(job_pool *p, train_job *j)
         return -2;
     }
     if (p->njobs == MAX_JOBS_KEPT) {
-        /* forget the oldest finished job */
+        /* forget the oldest finished job, and its record */
         int k = -1;
         for (int i = 0; i < p->njobs && k < 0; i++)
-            if (p->jobs[i]->state >= JOB_SUCCEEDED) k = i;
+            if (p->jobs[i]->settled) k = i;
         if (k < 0) {
             pthread_mutex_unlock(&p->lock);
             return -1;
         }
+        jobrec_remove(p->jobs[k]->id);
         job_free(p->jobs[k]);
         memmove(&p->jobs[k], &p->jobs[k + 1], (size_t)(p->njobs - k - 1) * sizeof(train_job *));
         p->njobs--;
     }
     j->id = p->next_id++;
-    j->state = JOB_QUEUED;
     j->submitted = rnnd_now();
     j->epochs = j->spec.train.epochs;
     j->val_loss = NAN;
     j->loss = NAN;
-    j->next_queued = NULL;
     p->jobs[p->njobs++] = j;
-    if (p->tail) p->tail->next_queued = j;
-    else p->head = j;
-    p->tail = j;
-    p->queued++;
-    p->held += j->data_bytes;
+    enqueue(p, j);
     pthread_cond_signal(&p->wake);
     pthread_mutex_unlock(&p->lock);
+    /* not settled, so not forgotten meanwhile */
+    record(p, j);
     return 0;
 }
 
@@ -406,6 +641,7 @@ void pool_list_json(job_pool *p, cJSON *array)
 
 int pool_cancel(job_pool *p, long id, job_state *after)
 {
+    int queued_cancel = 0;
     pthread_mutex_lock(&p->lock);
     train_job *j = find(p, id);
     if (j) {
@@ -423,10 +659,17 @@ int pool_cancel(job_pool *p, long id, job_state *after)
             j->finished = rnnd_now();
             snprintf(j->error, sizeof j->error, "cancelled before it started");
             job_release_inputs(p, j);
+            queued_cancel = 1;
         }
         *after = j->state;
     }
     pthread_mutex_unlock(&p->lock);
+    if (queued_cancel) {
+        record(p, j);
+        pthread_mutex_lock(&p->lock);
+        j->settled = 1;
+        pthread_mutex_unlock(&p->lock);
+    }
     return j ? 0 : -1;
 }
 

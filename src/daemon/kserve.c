@@ -51,15 +51,17 @@ static served_model *path_model(struct MHD_Connection *c, req *r, answer *ret)
         *ret = v2_error(c, r, 404, "model \"%.64s\" is not loaded", r->arg[0]);
         return NULL;
     }
-    char v[24];
-    snprintf(v, sizeof v, "%ld", s->version);
-    if (r->arg[1] && strcmp(r->arg[1], v)) {
+    if (!r->arg[1])
+        return s;
+    /* a version in the path: the served one or one kept on disk */
+    char *end;
+    const long want = strtol(r->arg[1], &end, 10);
+    served_model *k = *r->arg[1] && !*end && want > 0 ? registry_get_version(S.reg, s->name, want) : NULL;
+    if (!k)
         *ret = v2_error(c, r, 404, "model \"%s\" has no version \"%.24s\" (it serves version %ld)",
                         s->name, r->arg[1], s->version);
-        served_release(s);
-        return NULL;
-    }
-    return s;
+    served_release(s);
+    return k;
 }
 
 static int sequence_outputs(const served_model *s)
@@ -112,7 +114,20 @@ answer do_v2_model(struct MHD_Connection *c, req *r)
     snprintf(v, sizeof v, "%ld", s->version);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "name", s->name);
-    cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "versions"), cJSON_CreateString(v));
+    /* every version kept, the served one among them */
+    cJSON *vs = cJSON_AddArrayToObject(o, "versions");
+    long *kept;
+    const int nk = versions_list(s->name, &kept);
+    int listed = 0;
+    for (int i = 0; i < nk; i++) {
+        char k[24];
+        snprintf(k, sizeof k, "%ld", kept[i]);
+        cJSON_AddItemToArray(vs, cJSON_CreateString(k));
+        listed |= kept[i] == s->version;
+    }
+    free(kept);
+    if (!listed)
+        cJSON_AddItemToArray(vs, cJSON_CreateString(v));
     cJSON_AddStringToObject(o, "platform", "rnnd");
     cJSON *in = cJSON_CreateObject(), *out = cJSON_CreateObject();
     cJSON_AddStringToObject(in, "name", "input");

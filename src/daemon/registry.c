@@ -5,6 +5,10 @@
  * and drops the registry's reference to the old one, which is freed when
  * the last prediction using it finishes. So a prediction never waits for
  * training, and predictions in flight finish on the version they began with.
+ *
+ * Older versions (versions.c keeps them on disk) are loaded on request into
+ * a small cache, least recently used out, so that "version": N in a request
+ * costs one load and not one per request.
  */
 #include "daemon.h"
 
@@ -14,14 +18,18 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MAX_MODELS 1024
+#define KEPT_CACHE 8
 
 struct registry {
     pthread_mutex_t lock;
-    pthread_mutex_t publish;    /* a job's number, save and put; a reload */
+    pthread_mutex_t publish;    /* a job's number, save and put; a reload; a rollback */
     int n;
     served_model *slot[MAX_MODELS];
+    served_model *kept[KEPT_CACHE];     /* versions not served, loaded on request */
+    unsigned long used[KEPT_CACHE], clock;
 };
 
 registry *registry_new(void)
@@ -49,6 +57,8 @@ void registry_free(registry *r)
         return;
     for (int i = 0; i < r->n; i++)
         served_release(r->slot[i]);
+    for (int i = 0; i < KEPT_CACHE; i++)
+        served_release(r->kept[i]);
     pthread_mutex_destroy(&r->lock);
     pthread_mutex_destroy(&r->publish);
     free(r);
@@ -90,16 +100,20 @@ long registry_next_version(registry *r, const char *name)
 {
     pthread_mutex_lock(&r->lock);
     const int i = find(r, name);
-    const long v = i >= 0 ? r->slot[i]->version + 1 : 1;
+    const long served = i >= 0 ? r->slot[i]->version : 0;
     pthread_mutex_unlock(&r->lock);
-    return v;
+    /* past the served one and past every one kept (a rollback serves an
+     * older number; the next job's must still be new) */
+    const long kept = versions_max(name);
+    return (served > kept ? served : kept) + 1;
 }
 
-long registry_put(registry *r, const char *name, rnn_model *m, rnn_meta *meta, long long mtime_ns)
+static served_model *wrap(const char *name, rnn_model *m, rnn_meta *meta, long long mtime_ns,
+                          long version)
 {
     served_model *s = calloc(1, sizeof *s);
     if (!s)
-        return -1;
+        return NULL;
     snprintf(s->name, sizeof s->name, "%s", name);
     s->m = *m;
     s->meta = *meta;
@@ -111,13 +125,18 @@ long registry_put(registry *r, const char *name, rnn_model *m, rnn_meta *meta, l
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(s->loaded_at, sizeof s->loaded_at, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    served_model *old = NULL;
+    s->version = version;
+    return s;
+}
+
+long registry_put(registry *r, const char *name, rnn_model *m, rnn_meta *meta, long long mtime_ns,
+                  long version)
+{
+    served_model *s = wrap(name, m, meta, mtime_ns, version), *old = NULL;
+    if (!s)
+        return -1;
     pthread_mutex_lock(&r->lock);
     int i = find(r, name);
-    /* the number the file carries (a job's, or one kept across a restart),
-     * unless it would not move past the version served */
-    const long next = i >= 0 ? r->slot[i]->version + 1 : 1;
-    s->version = s->meta.version >= next ? s->meta.version : next;
     if (i >= 0) {
         old = r->slot[i];
         r->slot[i] = s;
@@ -134,6 +153,70 @@ long registry_put(registry *r, const char *name, rnn_model *m, rnn_meta *meta, l
     pthread_mutex_unlock(&r->lock);
     served_release(old);
     return v;
+}
+
+served_model *registry_get_version(registry *r, const char *name, long version)
+{
+    pthread_mutex_lock(&r->lock);
+    const int i = find(r, name);
+    served_model *s = i >= 0 && r->slot[i]->version == version ? r->slot[i] : NULL;
+    for (int k = 0; !s && k < KEPT_CACHE; k++)
+        if (r->kept[k] && r->kept[k]->version == version && !strcmp(r->kept[k]->name, name)) {
+            s = r->kept[k];
+            r->used[k] = ++r->clock;
+        }
+    if (s)
+        atomic_fetch_add(&s->refs, 1);
+    pthread_mutex_unlock(&r->lock);
+    if (s || i < 0)
+        return s;
+    /* not in memory: load it from its kept file, outside the lock */
+    char path[1300];
+    versions_path(name, version, path, sizeof path);
+    rnn_model m;
+    rnn_meta meta;
+    rnn_err err;
+    if (rnn_model_load(path, &m, &meta, &err))
+        return NULL;
+    if (!(s = wrap(name, &m, &meta, 0, version))) {
+        rnn_model_free(&m);
+        rnn_meta_free(&meta);
+        return NULL;
+    }
+    served_model *out = NULL;
+    pthread_mutex_lock(&r->lock);
+    int k = 0;      /* an empty slot, else the least recently used */
+    for (int j = 0; j < KEPT_CACHE; j++) {
+        if (!r->kept[j]) {
+            k = j;
+            break;
+        }
+        if (r->used[j] < r->used[k])
+            k = j;
+    }
+    out = r->kept[k];
+    r->kept[k] = s;
+    r->used[k] = ++r->clock;
+    atomic_fetch_add(&s->refs, 1);
+    pthread_mutex_unlock(&r->lock);
+    served_release(out);
+    return s;
+}
+
+void registry_forget(registry *r, const char *name, const long *versions, int n)
+{
+    served_model *drop[KEPT_CACHE] = {0};
+    pthread_mutex_lock(&r->lock);
+    for (int k = 0; k < KEPT_CACHE; k++)
+        for (int j = 0; r->kept[k] && j < n; j++)
+            if (r->kept[k]->version == versions[j] && !strcmp(r->kept[k]->name, name)) {
+                drop[k] = r->kept[k];
+                r->kept[k] = NULL;
+                break;
+            }
+    pthread_mutex_unlock(&r->lock);
+    for (int k = 0; k < KEPT_CACHE; k++)
+        served_release(drop[k]);
 }
 
 int registry_list(registry *r, served_model ***out)
@@ -200,11 +283,46 @@ int registry_load_dir(registry *r, const char *dir)
             rnnd_log(LOG_ERROR, "model %s not loaded: %s", name, err.msg);
             continue;
         }
-        long v = registry_put(r, name, &m, &meta, mt);
+        /* the version it was (the bytes of its kept file), or a new one */
+        long v = meta.version;
+        if (!(v > 0 && versions_same(name, v, path))) {
+            const long next = registry_next_version(r, name);
+            v = meta.version > next ? meta.version : next;
+            meta.version = v;
+            if (versions_keep(name, v, &m, &meta, &err) || versions_serve_file(name, v, dir, &err))
+                rnnd_log(LOG_WARN, "model %s version %ld is served but not kept: %s", name, v, err.msg);
+            mt = file_mtime_ns(path);
+        }
+        v = registry_put(r, name, &m, &meta, mt, v);
         rnnd_log(LOG_INFO, "model %s loaded from %s (version %ld)", name, path, v);
         loaded++;
     }
     registry_publish_unlock(r);
     closedir(d);
     return loaded;
+}
+
+int registry_serve(registry *r, const char *name, long version, const char *model_dir, rnn_err *err)
+{
+    char kept[1300], path[1200];
+    versions_path(name, version, kept, sizeof kept);
+    snprintf(path, sizeof path, "%s/%s.safetensors", model_dir, name);
+    rnn_model m;
+    rnn_meta meta;
+    registry_publish_lock(r);
+    int rc = -1;
+    if (access(kept, F_OK) != 0) {
+        snprintf(err->msg, sizeof err->msg, "model \"%s\" has no version %ld", name, version);
+    } else if (rnn_model_load(kept, &m, &meta, err) == 0) {
+        /* the file first: a restart serves what this call serves */
+        if (versions_serve_file(name, version, model_dir, err) == 0 &&
+            registry_put(r, name, &m, &meta, file_mtime_ns(path), version) > 0) {
+            rc = 0;
+        } else {
+            rnn_model_free(&m);
+            rnn_meta_free(&meta);
+        }
+    }
+    registry_publish_unlock(r);
+    return rc;
 }

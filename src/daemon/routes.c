@@ -60,12 +60,22 @@ static answer do_predict(struct MHD_Connection *c, req *r)
 /* Frees a job that never reached the pool (its fields may be empty). */
 static void discard_job(train_job *j)
 {
-    rnn_dataset_free(&j->data);
     served_release(j->base);
     rnn_job_free(&j->spec);
+    free(j->body);
     free(j);
 }
 
+/* Data in the request itself ("sequences", "series", "text"), which costs
+ * what the client sent to build; a generator or a file may cost far more. */
+static int data_inline(const rnn_job *spec)
+{
+    const cJSON *d = spec->data;
+    return d && !cJSON_GetObjectItemCaseSensitive(d, "generator") &&
+           !cJSON_GetObjectItemCaseSensitive(d, "file");
+}
+
+/* POST /train: checked and bounded here, built and trained by a worker. */
 static answer do_train_post(struct MHD_Connection *c, req *r)
 {
     answer ret;
@@ -82,15 +92,16 @@ static answer do_train_post(struct MHD_Connection *c, req *r)
         return send_error(c, r, strstr(err.msg, "not valid JSON") ? 400 : 422, "%s", err.msg);
     }
     if (!j->spec.model[0]) {
-        rnn_job_free(&j->spec);
-        free(j);
+        discard_job(j);
         return send_error(c, r, 422, "model: missing (the name to train and serve the result under)");
     }
     snprintf(j->model, sizeof j->model, "%s", j->spec.model);
     if (!j->spec.from_scratch)
         j->base = registry_get(S.reg, j->model);
-    if (j->base)
+    if (j->base) {
         j->spec.cfg = j->base->m.cfg;   /* fine-tuning: the model's architecture */
+        j->base_version = j->base->version;
+    }
     /* bounded before anything is built */
     j->data_bytes = rnn_job_data_bytes(&j->spec, S.cfg.data_dir);
     if (j->data_bytes > (double)S.cfg.max_job_bytes) {
@@ -100,24 +111,22 @@ static answer do_train_post(struct MHD_Connection *c, req *r)
         discard_job(j);
         return ret;
     }
-    if (rnn_job_dataset(&j->spec, j->base ? j->base->meta.vocab : NULL, S.cfg.data_dir, &j->data, &err)) {
-        discard_job(j);
-        return send_error(c, r, 422, "%s", err.msg);
+    /* data in the request is checked now, so its errors answer this request;
+     * the worker builds it again (a queued job holds no data) */
+    rnn_dataset d;
+    if (data_inline(&j->spec)) {
+        if (job_prepare(j, S.cfg.data_dir, &d, &err)) {
+            discard_job(j);
+            return send_error(c, r, 422, "%s", err.msg);
+        }
+        rnn_dataset_free(&d);
     }
-    if (j->base && (j->spec.cfg.input_size != j->base->m.cfg.input_size ||
-                    j->spec.cfg.output_size != j->base->m.cfg.output_size)) {
-        ret = send_error(c, r, 422, "data: %d inputs and %d outputs per step, model \"%s\" takes %d and %d "
-                                    "(use \"from_scratch\": true to replace it)",
-                         j->spec.cfg.input_size, j->spec.cfg.output_size, j->model,
-                         j->base->m.cfg.input_size, j->base->m.cfg.output_size);
+    if (!(j->body = malloc(r->len + 1))) {
         discard_job(j);
-        return ret;
+        return send_error(c, r, 503, "out of memory");
     }
-    rnn_config probe = j->spec.cfg;
-    if (!j->base && rnn_config_check(&probe, &err)) {
-        discard_job(j);
-        return send_error(c, r, 422, "%s", err.msg);
-    }
+    memcpy(j->body, r->body, r->len);
+    j->body[r->len] = 0;
     const int full = pool_submit(S.pool, j);
     if (full == -2) {
         ret = send_error(c, r, 429, "data: the jobs queued or running hold training data near max_job_bytes "
@@ -249,6 +258,73 @@ static answer do_model(struct MHD_Connection *c, req *r)
     return send_json(c, r, 200, o);
 }
 
+/* GET /models/{name}/versions: the kept versions, oldest first, each with
+ * its provenance (read from its file). */
+static answer do_model_versions(struct MHD_Connection *c, req *r)
+{
+    served_model *s = registry_get(S.reg, r->arg[0]);
+    if (!s)
+        return send_error(c, r, 404, "model \"%.64s\" is not loaded", r->arg[0]);
+    long *v;
+    const int n = versions_list(s->name, &v);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "model", s->name);
+    cJSON_AddNumberToObject(o, "served", (double)s->version);
+    cJSON *a = cJSON_AddArrayToObject(o, "versions");
+    for (int i = 0; i < n; i++) {
+        served_model *k = registry_get_version(S.reg, s->name, v[i]);
+        if (!k)
+            continue;   /* pruned meanwhile, or unreadable */
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddNumberToObject(x, "version", (double)v[i]);
+        cJSON_AddStringToObject(x, "created", k->meta.created);
+        cJSON_AddNumberToObject(x, "epochs", k->meta.epochs);
+        if (isfinite(k->meta.final_loss)) cJSON_AddNumberToObject(x, "final_loss", k->meta.final_loss);
+        else cJSON_AddNullToObject(x, "final_loss");
+        if (isfinite(k->meta.final_val_loss)) cJSON_AddNumberToObject(x, "final_val_loss", k->meta.final_val_loss);
+        else cJSON_AddNullToObject(x, "final_val_loss");
+        if (k->meta.job > 0) cJSON_AddNumberToObject(x, "job", (double)k->meta.job);
+        else cJSON_AddNullToObject(x, "job");
+        cJSON_AddItemToArray(a, x);
+        served_release(k);
+    }
+    free(v);
+    served_release(s);
+    return send_json(c, r, 200, o);
+}
+
+/* PUT /models/{name}/served {"version": N}: rollback (or forward) to a kept version. */
+static answer do_model_serve(struct MHD_Connection *c, req *r)
+{
+    answer ret;
+    cJSON *o = parse_body(c, r, &ret);
+    if (!o)
+        return ret;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "version");
+    int bad = !v || !cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble > 9007199254740991.0 ||
+              v->valuedouble != floor(v->valuedouble);
+    for (const cJSON *it = o->child; it && !bad; it = it->next)
+        bad = strcmp(it->string, "version") != 0;
+    const long want = bad ? 0 : (long)v->valuedouble;
+    cJSON_Delete(o);
+    if (bad)
+        return send_error(c, r, 400, "give {\"version\": N}, N a whole number from 1 (and no other key)");
+    served_model *s = registry_get(S.reg, r->arg[0]);
+    if (!s)
+        return send_error(c, r, 404, "model \"%.64s\" is not loaded", r->arg[0]);
+    char name[65];
+    snprintf(name, sizeof name, "%s", s->name);
+    served_release(s);
+    rnn_err err;
+    if (registry_serve(S.reg, name, want, S.cfg.model_dir, &err))
+        return send_error(c, r, strstr(err.msg, "has no version") ? 404 : 500, "%s", err.msg);
+    rnnd_log(LOG_INFO, "model %s: version %ld served (PUT /models/%s/served)", name, want, name);
+    cJSON *out = cJSON_CreateObject();
+    cJSON_AddStringToObject(out, "model", name);
+    cJSON_AddNumberToObject(out, "served", (double)want);
+    return send_json(c, r, 200, out);
+}
+
 static answer do_train_list(struct MHD_Connection *c, req *r)
 {
     cJSON *o = cJSON_CreateObject();
@@ -319,6 +395,8 @@ const route routes[] = {
     {"/predict", "POST", OPEN, do_predict},
     {"/models", "GET", OPEN, do_models},
     {"/models/{name}", "GET", OPEN, do_model},
+    {"/models/{name}/versions", "GET", OPEN, do_model_versions},
+    {"/models/{name}/served", "PUT", TOKEN, do_model_serve},
     {"/train", "GET", TOKEN, do_train_list},
     {"/train", "POST", TOKEN, do_train_post},
     {"/train/{id}", "GET", TOKEN, do_train_get},

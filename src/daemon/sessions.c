@@ -14,6 +14,7 @@
  */
 #include "http.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,13 +240,27 @@ int session_run(session *s, const cJSON *body, cJSON *reply, int *status, rnn_er
 served_model *model_of_request(struct MHD_Connection *c, req *r, const cJSON *o, answer *ret)
 {
     const cJSON *mn = cJSON_GetObjectItemCaseSensitive(o, "model");
+    const cJSON *vn = cJSON_GetObjectItemCaseSensitive(o, "version");
     served_model *s = NULL;
     if (mn && !cJSON_IsString(mn))
         *ret = send_error(c, r, 400, "model: must be a string");
+    else if (vn && (!cJSON_IsNumber(vn) || vn->valuedouble < 1 || vn->valuedouble > 9007199254740991.0 ||
+                    vn->valuedouble != floor(vn->valuedouble)))
+        *ret = send_error(c, r, 400, "version: must be a whole number from 1");
     else if (mn && !(s = registry_get(S.reg, mn->valuestring)))
         *ret = send_error(c, r, 404, "model \"%.64s\" is not loaded", mn->valuestring);
     else if (!mn && !(s = registry_only(S.reg)))
         *ret = send_error(c, r, 400, "model: missing (more than one model is loaded)");
+    if (s && vn && s->version != (long)vn->valuedouble) {
+        /* an older (or newer, after a rollback) version, kept on disk */
+        const long want = (long)vn->valuedouble;
+        served_model *k = registry_get_version(S.reg, s->name, want);
+        if (!k)
+            *ret = send_error(c, r, 404, "model \"%s\" has no version %ld (GET /models/%s/versions "
+                                         "lists those kept)", s->name, want, s->name);
+        served_release(s);
+        s = k;
+    }
     return s;
 }
 

@@ -436,8 +436,10 @@ static int generate(pctx *c, const cJSON *req, cJSON *reply)
 /* Types and ranges of the optional keys, before anything runs. */
 static int check_request(pctx *c, const cJSON *req)
 {
-    static const char *const keys[] = {"model", "sequence", "sequences", "steps", "return_sequences",
-                                       "text", "length", "temperature", "seed", NULL};
+    /* "version" picks the weights; the daemon reads it before they get here */
+    static const char *const keys[] = {"model", "version", "sequence", "sequences", "steps",
+                                       "return_sequences", "text", "length", "temperature", "seed",
+                                       NULL};
     for (const cJSON *it = req->child; it; it = it->next) {
         int ok = 0;
         for (int i = 0; keys[i] && !ok; i++) ok = !strcmp(it->string, keys[i]);

@@ -229,11 +229,15 @@ static void parse_provenance(const cJSON *md, rnn_meta *meta)
         snprintf(meta->created, sizeof meta->created, "%s", v->valuestring);
     if ((v = cJSON_GetObjectItemCaseSensitive(md, "rnnd.epochs")) && cJSON_IsString(v))
         meta->epochs = atoi(v->valuestring);
-    if ((v = cJSON_GetObjectItemCaseSensitive(md, "rnnd.version")) && cJSON_IsString(v)) {
-        char *end;
-        const long n = strtol(v->valuestring, &end, 10);
-        meta->version = !*end && n > 0 && n < (1L << 53) ? n : 0;
-    }
+    /* the daemon's numbers: a version, the job that trained it */
+    const struct { const char *key; long *to; } whole[] = {
+        {"rnnd.version", &meta->version}, {"rnnd.job", &meta->job}};
+    for (size_t i = 0; i < sizeof whole / sizeof whole[0]; i++)
+        if ((v = cJSON_GetObjectItemCaseSensitive(md, whole[i].key)) && cJSON_IsString(v)) {
+            char *end;
+            const long n = strtol(v->valuestring, &end, 10);
+            *whole[i].to = !*end && n > 0 && n < (1L << 53) ? n : 0;
+        }
     if ((v = cJSON_GetObjectItemCaseSensitive(md, "rnnd.final_loss")) && cJSON_IsString(v))
         meta->final_loss = strtod(v->valuestring, NULL);
     if ((v = cJSON_GetObjectItemCaseSensitive(md, "rnnd.final_val_loss")) && cJSON_IsString(v))
@@ -524,21 +528,6 @@ int rnn_model_load(const char *path, rnn_model *m, rnn_meta *meta, rnn_err *err)
 
 /* ------------------------------------------------------------------ save */
 
-static int write_all(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-    while (n > 0) {
-        ssize_t w = write(fd, c, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        c += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 static char *history_json(const rnn_meta *meta)
 {
     cJSON *a = cJSON_CreateArray();
@@ -595,6 +584,10 @@ int rnn_model_save(const char *path, const rnn_model *m, const rnn_meta *meta_in
         snprintf(num, sizeof num, "%ld", meta->version);
         cJSON_AddStringToObject(md, "rnnd.version", num);
     }
+    if (meta->job > 0) {
+        snprintf(num, sizeof num, "%ld", meta->job);
+        cJSON_AddStringToObject(md, "rnnd.job", num);
+    }
     cJSON_AddStringToObject(md, "rnnd.loss_history", hist ? hist : "[]");
     free(cfg);
     free(hist);
@@ -628,83 +621,9 @@ int rnn_model_save(const char *path, const rnn_model *m, const rnn_meta *meta_in
     for (int i = 0; i < 8; i++)
         lenb[i] = (unsigned char)((uint64_t)padded >> (8 * i));
 
-    char *pcopy = strdup(path), *tmp = malloc(strlen(path) + 16);
-    int fd = -1, rc = -1;
-    if (!pcopy || !tmp) {
-        rnn_fail(err, "%s: out of memory", path);
-        goto out;
-    }
-    sprintf(tmp, "%s.tmp.XXXXXX", path);
-    fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0) {
-        tmp[0] = 0;
-        rnn_fail(err, "%s: cannot create a temp file beside it: %s", path, strerror(errno));
-        goto out;
-    }
-    /* locked until it is renamed: rnn_remove_stale_temps leaves it alone */
-    flock(fd, LOCK_EX);
-    fchmod(fd, 0644);
     /* the data is little-endian F32, as the machine's floats on x86-64 */
-    if (write_all(fd, lenb, 8) || write_all(fd, hdr, padded) ||
-        write_all(fd, m->params, m->nparams * sizeof(float)) || fsync(fd)) {
-        rnn_fail(err, "%s: write failed: %s", path, strerror(errno));
-        goto out;
-    }
-    if (rename(tmp, path)) {
-        rnn_fail(err, "%s: rename failed: %s", path, strerror(errno));
-        goto out;
-    }
-    tmp[0] = 0;
-    const int closed = close(fd); /* the data is on disk already (fsync) */
-    fd = -1;
-    if (closed) {
-        rnn_fail(err, "%s: close failed: %s", path, strerror(errno));
-        goto out;
-    }
-    int dfd = open(dirname(pcopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
-    rc = 0;
-out:
-    if (fd >= 0)
-        close(fd);
-    if (rc && tmp && tmp[0])
-        unlink(tmp);
-    free(tmp);
-    free(pcopy);
+    const rnn_span parts[] = {{lenb, 8}, {hdr, padded}, {m->params, m->nparams * sizeof(float)}};
+    const int rc = rnn_file_replace(path, parts, 3, err);
     free(hdr);
     return rc;
-}
-
-/* Temp files of saves that died (a crash or kill -9 between mkostemp and
- * rename): NAME.safetensors.tmp.XXXXXX that nobody holds locked (a live save
- * holds its lock until the rename) and that is over a second old (so a save
- * between its mkostemp and its flock is never taken for dead). */
-int rnn_remove_stale_temps(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return 0;
-    int removed = 0;
-    const time_t now = time(NULL);
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        const char *t = strstr(e->d_name, ".safetensors.tmp.");
-        if (!t || strlen(t) != strlen(".safetensors.tmp.XXXXXX") || e->d_name[0] == '.')
-            continue;
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        struct stat st;
-        if (fd < 0)
-            continue;
-        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && now - st.st_mtime >= 1 &&
-            flock(fd, LOCK_EX | LOCK_NB) == 0 && unlink(path) == 0)
-            removed++;
-        close(fd);
-    }
-    closedir(d);
-    return removed;
 }

@@ -120,6 +120,39 @@ out:
     return total;
 }
 
+/* Takes a resume state into the run: the weights, the optimizer's moments
+ * and step, the losses so far and where in which epoch to go on. */
+static int resume_from(const rnn_train_state *r, rnn_train_state *st, rnn_optim *opt, int nb,
+                       int epochs, rnn_err *err)
+{
+    if (r->fingerprint != st->fingerprint || r->nparams != st->nparams || !r->params || !r->m ||
+        (r->v != NULL) != (opt->v != NULL))
+        return rnn_fail(err, "resume: the checkpoint is of another run (its data, settings, "
+                             "model or thread count differ)");
+    if (r->epochs_done > epochs || r->epochs_done != r->epoch - 1 || r->batch < 0 ||
+        r->batch > nb || (r->epoch > epochs && r->batch > 0))
+        return rnn_fail(err, "resume: the checkpoint is at epoch %d, batch %d; this run has "
+                             "%d epochs of %d batches", r->epoch, r->batch, epochs, nb);
+    memcpy(st->params, r->params, r->nparams * sizeof(float));
+    memcpy(opt->m, r->m, r->nparams * sizeof(float));
+    if (opt->v)
+        memcpy(opt->v, r->v, r->nparams * sizeof(float));
+    opt->step = r->optim_step;
+    for (int i = 0; i < r->epochs_done; i++) {
+        st->loss[i] = r->loss[i];
+        st->val_loss[i] = r->val_loss[i];
+    }
+    st->epoch = r->epoch;
+    st->batch = r->batch;
+    st->step = r->step;
+    st->rng = r->rng;
+    st->sum = r->sum;
+    st->weight = r->weight;
+    st->epochs_done = r->epochs_done;
+    st->optim_step = r->optim_step;
+    return 0;
+}
+
 int rnn_train(rnn_model *m, const rnn_dataset *d, const rnn_train_cfg *cfg,
               rnn_train_result *res, rnn_err *err)
 {
@@ -187,8 +220,27 @@ int rnn_train(rnn_model *m, const rnn_dataset *d, const rnn_train_cfg *cfg,
     pr.epochs = cfg->epochs;
     pr.steps = steps;
     pr.val_loss = NAN;
+    /* the state a checkpoint is written from: the trainer's own buffers */
+    rnn_train_state st = {.fingerprint = rnn_train_fingerprint(d, cfg, res->threads),
+                          .epoch = 1, .nparams = m->nparams, .params = m->params,
+                          .m = opt.m, .v = opt.v, .loss = res->loss, .val_loss = res->val_loss};
+    if (cfg->resume && resume_from(cfg->resume, &st, &opt, nb, cfg->epochs, err))
+        goto out_border;
+    memcpy(good, m->params, m->nparams * sizeof(float));
+    pr.step = st.step;
+    pr.epoch = st.epochs_done;
+    res->epochs_done = st.epochs_done;
+    if (st.epochs_done > 0) {
+        res->final_loss = res->loss[st.epochs_done - 1];
+        res->final_val_loss = res->val_loss[st.epochs_done - 1];
+    }
+    if (!cfg->resume)
+        st.rng = rng;
     rc = 0;
-    for (int ep = 1; ep <= cfg->epochs && rc == 0; ep++) {
+    for (int ep = st.epoch; ep <= cfg->epochs && rc == 0; ep++) {
+        /* st holds the generator at this epoch's start: a resumed epoch
+         * replays the same shuffles, then skips the batches it has done */
+        rng = st.rng;
         memcpy(order, all, (size_t)ntrain * sizeof(int));
         if (cfg->shuffle)
             shuffle_ints(order, ntrain, &rng);
@@ -196,8 +248,8 @@ int rnn_train(rnn_model *m, const rnn_dataset *d, const rnn_train_cfg *cfg,
         for (int k = 0; k < nb; k++) border[k] = k;
         if (cfg->shuffle)
             shuffle_ints(border, nb, &rng);
-        double sum = 0, weight = 0;
-        for (int kk = 0; kk < nb; kk++) {
+        double sum = st.sum, weight = st.weight;
+        for (int kk = st.batch; kk < nb; kk++) {
             const int k = border[kk];
             const double loss = rnn_team_step(team, order + start[k], count[k], cfg->bptt);
             if (!isfinite(loss)) {
@@ -224,8 +276,18 @@ int rnn_train(rnn_model *m, const rnn_dataset *d, const rnn_train_cfg *cfg,
             pr.loss = loss;
             pr.epoch_end = 0;
             pr.elapsed = now_seconds() - t0;
-            if (cfg->progress && cfg->progress(cfg->progress_ud, &pr)) {
-                rc = 1;
+            const int next = cfg->progress ? cfg->progress(cfg->progress_ud, &pr) : RNN_TRAIN_GO;
+            if (next == RNN_TRAIN_CHECKPOINT || next == RNN_TRAIN_SUSPEND) {
+                st.batch = kk + 1;
+                st.step = pr.step;
+                st.sum = sum;
+                st.weight = weight;
+                st.optim_step = opt.step;
+                if (cfg->checkpoint)
+                    cfg->checkpoint(cfg->progress_ud, &st);
+            }
+            if (next == RNN_TRAIN_CANCEL || next == RNN_TRAIN_SUSPEND) {
+                rc = next == RNN_TRAIN_CANCEL ? 1 : 2;
                 break;
             }
         }
@@ -252,8 +314,19 @@ int rnn_train(rnn_model *m, const rnn_dataset *d, const rnn_train_cfg *cfg,
         pr.epoch_loss = res->loss[ep - 1];
         pr.val_loss = res->val_loss[ep - 1];
         pr.elapsed = now_seconds() - t0;
-        if (cfg->progress && cfg->progress(cfg->progress_ud, &pr))
-            rc = 1;
+        /* every epoch end is a checkpoint: the next epoch from its start */
+        st.epoch = ep + 1;
+        st.batch = 0;
+        st.step = pr.step;
+        st.rng = rng;
+        st.sum = st.weight = 0;
+        st.epochs_done = ep;
+        st.optim_step = opt.step;
+        if (cfg->checkpoint)
+            cfg->checkpoint(cfg->progress_ud, &st);
+        const int next = cfg->progress ? cfg->progress(cfg->progress_ud, &pr) : RNN_TRAIN_GO;
+        if (next == RNN_TRAIN_CANCEL || (next == RNN_TRAIN_SUSPEND && ep < cfg->epochs))
+            rc = next == RNN_TRAIN_CANCEL ? 1 : 2;
     }
     if (rc == -1 && pr.step > 0) {
         /* the failing step's update never landed, but the previous one may
@@ -265,6 +338,7 @@ int rnn_train(rnn_model *m, const rnn_dataset *d, const rnn_train_cfg *cfg,
             memcpy(m->params, good, m->nparams * sizeof(float));
     }
     res->steps_done = pr.step;
+out_border:
     free(border);
 out:
     res->seconds = now_seconds() - t0;

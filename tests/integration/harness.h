@@ -86,5 +86,6 @@ double metric_value(const char *series);
 Suite *http_suite(void);
 Suite *readme_suite(void);
 Suite *admin_suite(void);
+Suite *durable_suite(void);
 
 #endif

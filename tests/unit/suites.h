@@ -11,5 +11,6 @@ Suite *dataset_suite(void);
 Suite *optim_suite(void);
 Suite *io_suite(void);
 Suite *cli_suite(void);
+Suite *checkpoint_suite(void);
 
 #endif

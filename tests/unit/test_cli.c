@@ -54,7 +54,9 @@ static int run(const char *fmt, ...)
     } else {
         snprintf(bin, sizeof bin, "%s", b);
     }
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s > out.txt 2> err.txt", dir, bin, args);
+    /* a group, so that args may be a script of several commands on $RNND */
+    snprintf(cmd, sizeof cmd, "cd '%s' && { RNND='%s'; \"$RNND\" %s; } > out.txt 2> err.txt", dir,
+             bin, args);
     int st = system(cmd);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
@@ -106,6 +108,60 @@ START_TEST(test_usage_and_exit_codes)
     char out[128];
     snprintf(out, sizeof out, "%s/m.safetensors", dir);
     ck_assert_msg(access(out, F_OK) != 0, "no model may be written for a bad job");
+}
+END_TEST
+
+/* rnnd train --checkpoint, stopped by SIGTERM once a checkpoint is on
+ * disk, exits 75; --resume then writes the weights of a run never stopped,
+ * and the checkpoint is gone. */
+static void load_params(const char *name, rnn_model *m)
+{
+    char p[256];
+    rnn_meta meta;
+    rnn_err err;
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    ck_assert_msg(rnn_model_load(p, m, &meta, &err) == 0, "%s", err.msg);
+    rnn_meta_free(&meta);
+}
+
+START_TEST(test_checkpoint_resume)
+{
+    put("job.json", "{\"cell\": \"lstm\", \"hidden\": 48, \"data\": {\"generator\": \"sine\","
+                    " \"samples\": 3000, \"window\": 40}, \"epochs\": 4, \"batch\": 16,"
+                    " \"shuffle\": true, \"optimizer\": {\"name\": \"adam\"}}");
+    ck_assert_int_eq(run("train --job job.json --out whole.safetensors --threads 1 --quiet"), 0);
+    /* stop it at its first checkpoint (0.05 s in, well before the end) */
+    ck_assert_int_eq(run("train --job job.json --out part.safetensors --threads 1 --quiet"
+                         " --checkpoint c.bin --checkpoint-s 0.05 & P=$!;"
+                         " while [ ! -f c.bin ]; do sleep 0.01; done; kill -TERM $P; wait $P"), 75);
+    char *e = slurp("err.txt");
+    ck_assert_msg(strstr(e, "--resume c.bin"), "%s", e);
+    free(e);
+    char p[256];
+    snprintf(p, sizeof p, "%s/part.safetensors", dir);
+    ck_assert_msg(access(p, F_OK) != 0, "a suspended run wrote its model");
+    ck_assert_int_eq(run("train --job job.json --out part.safetensors --threads 1 --quiet"
+                         " --resume c.bin --checkpoint c.bin"), 0);
+    rnn_model a, b;
+    load_params("whole.safetensors", &a);
+    load_params("part.safetensors", &b);
+    ck_assert_msg(a.nparams == b.nparams && !memcmp(a.params, b.params, a.nparams * sizeof(float)),
+                  "resumed weights differ from the uninterrupted run's");
+    rnn_model_free(&a);
+    rnn_model_free(&b);
+    snprintf(p, sizeof p, "%s/c.bin", dir);
+    ck_assert_msg(access(p, F_OK) != 0, "the checkpoint outlived the model");
+    /* a checkpoint of another job is refused by name */
+    ck_assert_int_eq(run("train --job job.json --out x.safetensors --quiet --checkpoint c2.bin"
+                         " --checkpoint-s 0.05 & P=$!; while [ ! -f c2.bin ]; do sleep 0.01; done;"
+                         " kill -TERM $P; wait $P"), 75);
+    put("job2.json", "{\"cell\": \"lstm\", \"hidden\": 48, \"data\": {\"generator\": \"sine\","
+                     " \"samples\": 3000, \"window\": 40}, \"epochs\": 4, \"batch\": 15,"
+                     " \"shuffle\": true, \"optimizer\": {\"name\": \"adam\"}}");
+    ck_assert_int_eq(run("train --job job2.json --out x.safetensors --quiet --resume c2.bin"), 1);
+    e = slurp("err.txt");
+    ck_assert_msg(strstr(e, "another run"), "%s", e);
+    free(e);
 }
 END_TEST
 
@@ -334,6 +390,7 @@ Suite *cli_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_usage_and_exit_codes);
     tcase_add_test(tc, test_sine_train_predict);
+    tcase_add_test(tc, test_checkpoint_resume);
     tcase_add_test(tc, test_charlm_generate);
     tcase_add_loop_test(tc, test_pytorch_models_predict, 0, ncases > 0 ? ncases : 1);
     tcase_add_test(tc, test_sgd_step_matches_pytorch);

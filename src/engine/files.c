@@ -1,0 +1,131 @@
+/*
+ * Crash-safe files. A file is replaced by writing a temp file beside it
+ * (NAME.tmp.XXXXXX), fsyncing it, renaming it over NAME and fsyncing the
+ * folder: a reader, or the daemon after kill -9, sees the old file or the
+ * new one, never part of either. A save holds an flock on its temp file until
+ * the rename, so rnn_remove_stale_temps can tell the temps of saves that died
+ * from those of saves still writing. Model files and training checkpoints
+ * are both written this way.
+ */
+#include "rnn/io.h"
+#include "internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TEMP_TAIL ".tmp.XXXXXX"
+
+static int write_all(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+    while (n > 0) {
+        ssize_t w = write(fd, c, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        c += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+int rnn_file_replace(const char *path, const rnn_span *parts, int nparts, rnn_err *err)
+{
+    char *pcopy = strdup(path), *tmp = malloc(strlen(path) + sizeof TEMP_TAIL);
+    int fd = -1, rc = -1;
+    if (!pcopy || !tmp) {
+        rnn_fail(err, "%s: out of memory", path);
+        goto out;
+    }
+    sprintf(tmp, "%s%s", path, TEMP_TAIL);
+    fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0) {
+        tmp[0] = 0;
+        rnn_fail(err, "%s: cannot create a temp file beside it: %s", path, strerror(errno));
+        goto out;
+    }
+    /* locked until it is renamed: rnn_remove_stale_temps leaves it alone */
+    flock(fd, LOCK_EX);
+    fchmod(fd, 0644);
+    for (int i = 0; i < nparts; i++)
+        if (write_all(fd, parts[i].p, parts[i].n)) {
+            rnn_fail(err, "%s: write failed: %s", path, strerror(errno));
+            goto out;
+        }
+    if (fsync(fd)) {
+        rnn_fail(err, "%s: write failed: %s", path, strerror(errno));
+        goto out;
+    }
+    if (rename(tmp, path)) {
+        rnn_fail(err, "%s: rename failed: %s", path, strerror(errno));
+        goto out;
+    }
+    tmp[0] = 0;
+    const int closed = close(fd); /* the data is on disk already (fsync) */
+    fd = -1;
+    if (closed) {
+        rnn_fail(err, "%s: close failed: %s", path, strerror(errno));
+        goto out;
+    }
+    int dfd = open(dirname(pcopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    rc = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    if (rc && tmp && tmp[0])
+        unlink(tmp);
+    free(tmp);
+    free(pcopy);
+    return rc;
+}
+
+/* Is name a temp file of rnn_file_replace: NAME.tmp. and six characters? */
+static int is_temp(const char *name)
+{
+    const size_t l = strlen(name), tl = strlen(TEMP_TAIL);
+    return name[0] != '.' && l > tl && !strncmp(name + l - tl, ".tmp.", 5);
+}
+
+/* Temp files of saves that died (a crash or kill -9 between mkostemp and
+ * rename): nobody holds them locked (a live save holds its lock until the
+ * rename) and they are over a second old (so a save between its mkostemp
+ * and its flock is never taken for dead). */
+int rnn_remove_stale_temps(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    int removed = 0;
+    const time_t now = time(NULL);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!is_temp(e->d_name))
+            continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        struct stat st;
+        if (fd < 0)
+            continue;
+        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && now - st.st_mtime >= 1 &&
+            flock(fd, LOCK_EX | LOCK_NB) == 0 && unlink(path) == 0)
+            removed++;
+        close(fd);
+    }
+    closedir(d);
+    return removed;
+}
