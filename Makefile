@@ -49,7 +49,7 @@ BENCH_BIN  := $(BUILD)/bench_engine
 BENCH_DNNL := $(BUILD)/bench_dnnl
 INTEG_BIN  := $(BUILD)/test_integration
 
-.PHONY: all run demo install uninstall test unit integration ops-check fuzz fuzz-replay bench deps deps-test clean help
+.PHONY: docs all run demo install uninstall test unit integration ops-check fuzz fuzz-replay bench deps deps-test clean help
 .DEFAULT_GOAL := all
 
 all: deps
@@ -61,7 +61,7 @@ help:
 	@echo "make test       install missing packages, build, run every test"
 	@echo "make install    PREFIX=/usr/local DESTDIR=: binary, /etc/rnnd/rnnd.conf, systemd unit, demo models"
 	@echo "make bench      engine vs PyTorch and bare oneDNN, HTTP vs Flask (not a test)"
-	@echo "make fuzz       libFuzzer (clang) on the loader, job spec, predict request, config; FUZZ_SECONDS=300 each"
+	@echo "make fuzz       libFuzzer (clang) on the loader, job spec, predict request, config, HTTP; FUZZ_SECONDS=300 each"
 	@echo "make SANITIZER=address|undefined|thread test"
 	@echo "make clean"
 
@@ -160,19 +160,30 @@ ops-check: demo
 # `make test` runs the committed corpora once through the build's sanitizers;
 # `make fuzz` builds them with clang's libFuzzer and runs each for
 # FUZZ_SECONDS (default 300), growing a copy of its corpus in build-fuzz/.
-FUZZ_TARGETS := loader job predict config
+FUZZ_TARGETS := loader job predict config http
+# the http target runs a whole daemon in its process; the others need only these
 FUZZ_DAEMON  := src/daemon/config.c src/daemon/log.c
+FUZZ_SERVER  := $(filter-out $(FUZZ_DAEMON),$(wildcard src/daemon/*.c))
 FUZZ_SECONDS ?= 300
 FUZZ_CC      ?= clang
 $(BUILD)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c tests/fuzz/fuzz.h $(FUZZ_DAEMON) $(LIBRNN)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Isrc/daemon -o $@ $< tests/fuzz/replay.c $(FUZZ_DAEMON) $(LIBRNN) $(LDLIBS)
+$(BUILD)/fuzz/replay_http: tests/fuzz/fuzz_http.c tests/fuzz/replay.c tests/fuzz/fuzz.h $(FUZZ_DAEMON) $(FUZZ_SERVER) $(BUILD)/gen/admin_page.o $(LIBRNN)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Isrc/daemon -o $@ $< tests/fuzz/replay.c $(FUZZ_DAEMON) $(FUZZ_SERVER) \
+	    $(BUILD)/gen/admin_page.o $(LIBRNN) $(LDLIBS)
+# The reference tables of the docs, from the field table (rnnd keys).
+docs: $(RNND)
+	sh scripts/docs-keys.sh $(RNND) README.md docs/engine.md docs/http-api.md docs/model-format.md
+
 fuzz-replay: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/replay_%)
 	@for t in $(FUZZ_TARGETS); do $(BUILD)/fuzz/replay_$$t tests/fuzz/corpus/$$t || exit 1; done
 build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_DAEMON) FORCE
-	@$(MAKE) --no-print-directory CC=$(FUZZ_CC) SANITIZER=fuzz BUILD=build-fuzz OPT=-O1 build-fuzz/librnn.a
+	@$(MAKE) --no-print-directory CC=$(FUZZ_CC) SANITIZER=fuzz BUILD=build-fuzz OPT=-O1 build-fuzz/librnn.a build-fuzz/gen/admin_page.o
 	$(FUZZ_CC) $(WARN) -O1 -g $(SAN_fuzz) -fsanitize=fuzzer $(CPPFLAGS) $(PKG_CFLAGS) -Isrc/daemon \
-	    -o $@ $< $(FUZZ_DAEMON) build-fuzz/librnn.a $(LDLIBS)
+	    -o $@ $< $(FUZZ_DAEMON) $(if $(filter build-fuzz/fuzz_http,$@),$(FUZZ_SERVER) build-fuzz/gen/admin_page.o) \
+	    build-fuzz/librnn.a $(LDLIBS)
 fuzz: deps
 	@command -v $(FUZZ_CC) >/dev/null || { echo "fuzz: $(FUZZ_CC) not found (apt-get install clang)"; exit 2; }
 	@for t in $(FUZZ_TARGETS); do $(MAKE) --no-print-directory build-fuzz/fuzz_$$t || exit 1; done

@@ -15,6 +15,7 @@ int cmd_generate(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_probe(int argc, char **argv);
+int cmd_keys(int argc, char **argv);
 
 /* Reads a whole file ("-" is stdin) into a NUL-terminated buffer, at most
  * max bytes; NULL with errno set on failure (EFBIG when too large). */

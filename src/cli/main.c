@@ -21,6 +21,7 @@ static void usage(FILE *f)
           "  generate  generate text with a charlm:     rnnd generate --model MODEL [--prefix TEXT]\n"
           "  info      describe a model file:           rnnd info --model MODEL\n"
           "  probe     check a daemon (exit 0 on 200):  rnnd probe [--url URL]\n"
+          "  keys      the keys of job specs, requests and model configs: rnnd keys [SCOPE]\n"
           "\n"
           "`rnnd COMMAND --help` describes each command.\n",
           f);
@@ -47,6 +48,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
     if (!strcmp(cmd, "probe")) return cmd_probe(argc - 1, argv + 1);
+    if (!strcmp(cmd, "keys")) return cmd_keys(argc - 1, argv + 1);
     fprintf(stderr, "rnnd: unknown command \"%s\"\n", cmd);
     usage(stderr);
     return 2;

@@ -245,3 +245,33 @@ void rnnd_config_print(const rnnd_config *c, FILE *f)
                     k->size == sizeof(long) ? *(const long *)p : (long)*(const int *)p);
     }
 }
+
+/* The defaults that depend on the machine, as the docs state them. */
+static const struct { const char *key, *text; } machine_defaults[] = {
+    {"http_threads", "cores"}, {"predict_workers", "cores"}, {"max_job_bytes", "a quarter of the memory"},
+};
+
+void rnnd_config_markdown(FILE *f)
+{
+    static const char *const lv[] = {"error", "warn", "info", "debug"};
+    rnnd_config d;
+    rnnd_config_defaults(&d);
+    fputs("| key | default | range | meaning |\n|---|---|---|---|\n", f);
+    for (size_t i = 0; i < NKEYS; i++) {
+        const key *k = &keys[i];
+        const char *p = (const char *)&d + k->off;
+        char def[64], range[64] = "";
+        if (k->type == T_STR || k->type == T_ADDR)
+            snprintf(def, sizeof def, "%s", *p ? p : "(empty)");
+        else if (k->type == T_LOG)
+            snprintf(def, sizeof def, "%s", lv[*(const int *)p]);
+        else {
+            snprintf(def, sizeof def, "%ld", k->size == sizeof(long) ? *(const long *)p : (long)*(const int *)p);
+            snprintf(range, sizeof range, "%ld .. %ld", k->lo, k->hi);
+        }
+        for (size_t j = 0; j < sizeof machine_defaults / sizeof machine_defaults[0]; j++)
+            if (!strcmp(machine_defaults[j].key, k->name))
+                snprintf(def, sizeof def, "%s", machine_defaults[j].text);
+        fprintf(f, "| `%s` | %s | %s | %s |\n", k->name, def, range, k->comment);
+    }
+}

@@ -62,6 +62,8 @@ int rnnd_config_set(rnnd_config *c, const char *key, const char *value, char *er
 int rnnd_config_env(rnnd_config *c, char *err, size_t errlen);
 /* Writes every key with its value and comment, as config/rnnd.conf. */
 void rnnd_config_print(const rnnd_config *c, FILE *f);
+/* The keys as the Markdown reference table of the README (rnnd keys serve). */
+void rnnd_config_markdown(FILE *f);
 
 /* ------------------------------------------------------------------ log */
 

@@ -1,6 +1,7 @@
 /* Names of cells, activations, tasks and modes, and the checks every model
  * configuration must pass before anything is allocated for it. */
 #include "rnn/rnn.h"
+#include "rnn/fields.h"
 #include "internal.h"
 
 #include <string.h>
@@ -64,12 +65,14 @@ int rnn_gates(rnn_cell_type c)
     }
 }
 
-/* Sizes are bounded so that every product below fits comfortably in size_t
- * and int offsets: a model is at most a few hundred million parameters. */
-#define MAX_DIM 65536
-
+/* Sizes are bounded (the "rnnd.config" rows of the field table) so that
+ * every product below fits comfortably in size_t and int offsets: a model
+ * is at most a few hundred million parameters. */
 int rnn_config_check(const rnn_config *c, rnn_err *err)
 {
+    const struct { const char *key; int v; } sizes[] = {
+        {"input_size", c->input_size}, {"hidden", c->hidden}, {"layers", c->layers},
+        {"output_size", c->output_size}, {"embedding", c->embedding}};
     if ((unsigned)c->task > RNN_TASK_CHARLM)
         return rnn_fail(err, "task: unknown task");
     if ((unsigned)c->mode > RNN_MODE_MANY_TO_MANY)
@@ -78,16 +81,13 @@ int rnn_config_check(const rnn_config *c, rnn_err *err)
         return rnn_fail(err, "cell: unknown cell type");
     if ((unsigned)c->act > RNN_ACT_SIGMOID)
         return rnn_fail(err, "activation: unknown activation");
-    if (c->input_size < 1 || c->input_size > MAX_DIM)
-        return rnn_fail(err, "input_size: must be between 1 and %d, got %d", MAX_DIM, c->input_size);
-    if (c->hidden < 1 || c->hidden > 16384)
-        return rnn_fail(err, "hidden: must be between 1 and 16384, got %d", c->hidden);
-    if (c->layers < 1 || c->layers > RNN_MAX_LAYERS)
-        return rnn_fail(err, "layers: must be between 1 and %d, got %d", RNN_MAX_LAYERS, c->layers);
-    if (c->output_size < 1 || c->output_size > MAX_DIM)
-        return rnn_fail(err, "output_size: must be between 1 and %d, got %d", MAX_DIM, c->output_size);
-    if (c->embedding < 0 || c->embedding > 16384)
-        return rnn_fail(err, "embedding: must be between 0 and 16384, got %d", c->embedding);
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        double lo, hi;
+        rnn_field_range("rnnd.config", sizes[i].key, &lo, &hi);
+        if (sizes[i].v < lo || sizes[i].v > hi)
+            return rnn_fail(err, "%s: must be between %.0f and %.0f, got %d", sizes[i].key, lo, hi,
+                            sizes[i].v);
+    }
     if (c->task == RNN_TASK_CHARLM) {
         if (c->mode != RNN_MODE_MANY_TO_MANY)
             return rnn_fail(err, "mode: a charlm model is many_to_many");

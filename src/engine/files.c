@@ -102,15 +102,16 @@ static int is_temp(const char *name)
 
 /* Temp files of saves that died (a crash or kill -9 between mkostemp and
  * rename): nobody holds them locked (a live save holds its lock until the
- * rename) and they are over a second old (so a save between its mkostemp
- * and its flock is never taken for dead). */
+ * rename). Their age does not matter: a daemon restarted at once after a
+ * kill -9 must find them too. A save caught between its mkostemp and its
+ * flock (microseconds) by another process's cleanup loses its temp file and
+ * fails at the rename, naming it; the file it replaces is untouched. */
 int rnn_remove_stale_temps(const char *dir)
 {
     DIR *d = opendir(dir);
     if (!d)
         return 0;
     int removed = 0;
-    const time_t now = time(NULL);
     struct dirent *e;
     while ((e = readdir(d))) {
         if (!is_temp(e->d_name))
@@ -121,8 +122,8 @@ int rnn_remove_stale_temps(const char *dir)
         struct stat st;
         if (fd < 0)
             continue;
-        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && now - st.st_mtime >= 1 &&
-            flock(fd, LOCK_EX | LOCK_NB) == 0 && unlink(path) == 0)
+        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+            unlink(path) == 0)
             removed++;
         close(fd);
     }

@@ -1,10 +1,11 @@
 /*
  * The job spec (DESIGN.md, "Job spec"): parsing with cJSON, checking every
- * key against a table of what it may be, and building the dataset of its
+ * key against the field table (rnn/fields.h), and building the dataset of its
  * "data" object. Every error names the key path ("optimizer.lr",
  * "data.sequences[3][7]") and what was expected.
  */
 #include "rnn/io.h"
+#include "rnn/fields.h"
 #include "rnn/job.h"
 #include "internal.h"
 
@@ -28,106 +29,7 @@ int rnn_name_ok(const char *s)
     return 1;
 }
 
-/* ------------------------------------------------------------------ typed getters */
-
-static int only_keys(const cJSON *obj, const char *path, const char *const *keys, rnn_err *err)
-{
-    for (const cJSON *it = obj->child; it; it = it->next) {
-        int ok = 0;
-        for (int i = 0; keys[i] && !ok; i++)
-            ok = strcmp(it->string, keys[i]) == 0;
-        if (!ok)
-            return rnn_fail(err, "%s%s%s: unknown key", path, *path ? "." : "", it->string);
-    }
-    return 0;
-}
-
-/* Each getter leaves *out alone when the key is absent and returns 1 if it
- * was present, 0 if absent, -1 on a wrong type or range. */
-static int get_num(const cJSON *obj, const char *path, const char *key, double lo, double hi,
-                   double *out, rnn_err *err)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    const char *dot = *path ? "." : "";
-    if (!v)
-        return 0;
-    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
-        return rnn_fail(err, "%s%s%s: must be a number", path, dot, key);
-    if (v->valuedouble < lo || v->valuedouble > hi)
-        return rnn_fail(err, "%s%s%s: must be between %g and %g, got %g", path, dot, key, lo, hi,
-                        v->valuedouble);
-    *out = v->valuedouble;
-    return 1;
-}
-
-static int get_int(const cJSON *obj, const char *path, const char *key, long lo, long hi,
-                   long *out, rnn_err *err)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    const char *dot = *path ? "." : "";
-    if (!v)
-        return 0;
-    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || !isfinite(v->valuedouble))
-        return rnn_fail(err, "%s%s%s: must be a whole number", path, dot, key);
-    if (v->valuedouble < (double)lo || v->valuedouble > (double)hi)
-        return rnn_fail(err, "%s%s%s: must be between %ld and %ld, got %.0f", path, dot, key, lo, hi,
-                        v->valuedouble);
-    *out = (long)v->valuedouble;
-    return 1;
-}
-
-static int get_i(const cJSON *obj, const char *path, const char *key, int lo, int hi, int *out,
-                 rnn_err *err)
-{
-    long v = *out;
-    int rc = get_int(obj, path, key, lo, hi, &v, err);
-    *out = (int)v;
-    return rc;
-}
-
-static int get_bool(const cJSON *obj, const char *path, const char *key, int *out, rnn_err *err)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!v)
-        return 0;
-    if (!cJSON_IsBool(v))
-        return rnn_fail(err, "%s%s%s: must be true or false", path, *path ? "." : "", key);
-    *out = cJSON_IsTrue(v);
-    return 1;
-}
-
-static int get_str(const cJSON *obj, const char *path, const char *key, const char **out,
-                   rnn_err *err)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!v)
-        return 0;
-    if (!cJSON_IsString(v))
-        return rnn_fail(err, "%s%s%s: must be a string", path, *path ? "." : "", key);
-    *out = v->valuestring;
-    return 1;
-}
-
-static int get_obj(const cJSON *obj, const char *key, const cJSON **out, rnn_err *err)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!v)
-        return 0;
-    if (!cJSON_IsObject(v))
-        return rnn_fail(err, "%s: must be an object", key);
-    *out = v;
-    return 1;
-}
-
 /* ------------------------------------------------------------------ parse */
-
-static const char *const top_keys[] = {
-    "model", "task", "mode", "cell", "activation", "hidden", "layers", "embedding", "init",
-    "data", "validation", "epochs", "batch", "shuffle", "optimizer", "clip", "bptt",
-    "from_scratch", NULL};
-static const char *const init_keys[] = {"seed", "recurrent", NULL};
-static const char *const opt_keys[] = {"name", "lr", "momentum", "nesterov", "beta1", "beta2",
-                                       "eps", "weight_decay", NULL};
 
 void rnn_job_free(rnn_job *job)
 {
@@ -142,7 +44,7 @@ void rnn_job_free(rnn_job *job)
  * with *has set (0), or an error naming the choices (-1). A macro, so that
  * each parser is called with its own pointer type. */
 #define PARSE_ENUM(key, fn, out, choices, has)                                              \
-    ((r = get_str(root, "", key, &s, err)) < 0 ? -1                                          \
+    ((r = rnn_field_get(root, "job", key, &s, err)) < 0 ? -1                                          \
      : r == 0                                  ? 0                                           \
      : fn(s, out) ? rnn_fail(err, "%s: must be one of %s, got \"%s\"", key, choices, s)     \
                   : (*(has) = 1, 0))
@@ -162,7 +64,7 @@ int rnn_job_parse(rnn_job *job, const char *json, size_t len, rnn_err *err)
         rnn_fail(err, "job: must be a JSON object");
         goto out;
     }
-    if (only_keys(root, "", top_keys, err))
+    if (rnn_fields_only(root, "job", err))
         goto out;
 
     rnn_config *c = &job->cfg;
@@ -182,7 +84,7 @@ int rnn_job_parse(rnn_job *job, const char *json, size_t len, rnn_err *err)
     rnn_optim_defaults(&t->optim, RNN_OPT_ADAM);
 
     const char *s = NULL;
-    int r = get_str(root, "", "model", &s, err);
+    int r = rnn_field_get(root, "job", "model", &s, err);
     if (r < 0)
         goto out;
     if (r > 0) {
@@ -207,21 +109,21 @@ int rnn_job_parse(rnn_job *job, const char *json, size_t len, rnn_err *err)
         rnn_fail(err, "mode: a classify job is many_to_one");
         goto out;
     }
-    if ((r = get_i(root, "", "hidden", 1, 4096, &c->hidden, err)) < 0) goto out;
+    if ((r = rnn_field_get(root, "job", "hidden", &c->hidden, err)) < 0) goto out;
     job->has[RNN_JOB_HAS_HIDDEN] = r;
-    if ((r = get_i(root, "", "layers", 1, RNN_MAX_LAYERS, &c->layers, err)) < 0) goto out;
+    if ((r = rnn_field_get(root, "job", "layers", &c->layers, err)) < 0) goto out;
     job->has[RNN_JOB_HAS_LAYERS] = r;
-    if ((r = get_i(root, "", "embedding", 0, 4096, &c->embedding, err)) < 0) goto out;
+    if ((r = rnn_field_get(root, "job", "embedding", &c->embedding, err)) < 0) goto out;
     job->has[RNN_JOB_HAS_EMBEDDING] = r;
 
     const cJSON *o = NULL;
-    if ((r = get_obj(root, "init", &o, err)) < 0) goto out;
+    if ((r = rnn_field_get(root, "job", "init", &o, err)) < 0) goto out;
     if (r > 0) {
         long seed = 1;
-        if (only_keys(o, "init", init_keys, err)) goto out;
-        if (get_int(o, "init", "seed", 0, 9007199254740991L, &seed, err) < 0) goto out;
+        if (rnn_fields_only(o, "init", err)) goto out;
+        if (rnn_field_get(o, "init", "seed", &seed, err) < 0) goto out;
         job->seed = (uint64_t)seed;
-        if ((r = get_str(o, "init", "recurrent", &s, err)) < 0) goto out;
+        if ((r = rnn_field_get(o, "init", "recurrent", &s, err)) < 0) goto out;
         if (r > 0) {
             if (!strcmp(s, "default")) job->rinit = RNN_INIT_DEFAULT;
             else if (!strcmp(s, "identity")) job->rinit = RNN_INIT_IDENTITY;
@@ -234,19 +136,19 @@ int rnn_job_parse(rnn_job *job, const char *json, size_t len, rnn_err *err)
     }
     t->seed = job->seed;
 
-    if (get_num(root, "", "validation", 0, 0.9, &t->validation, err) < 0) goto out;
-    if (get_i(root, "", "epochs", 0, 1000000, &t->epochs, err) < 0) goto out;
-    if (get_i(root, "", "batch", 1, 65536, &t->batch, err) < 0) goto out;
-    if (get_bool(root, "", "shuffle", &t->shuffle, err) < 0) goto out;
-    if (get_num(root, "", "clip", 0, 1e9, &t->clip, err) < 0) goto out;
-    if (get_i(root, "", "bptt", 0, 1000000, &t->bptt, err) < 0) goto out;
-    if (get_bool(root, "", "from_scratch", &job->from_scratch, err) < 0) goto out;
+    if (rnn_field_get(root, "job", "validation", &t->validation, err) < 0) goto out;
+    if (rnn_field_get(root, "job", "epochs", &t->epochs, err) < 0) goto out;
+    if (rnn_field_get(root, "job", "batch", &t->batch, err) < 0) goto out;
+    if (rnn_field_get(root, "job", "shuffle", &t->shuffle, err) < 0) goto out;
+    if (rnn_field_get(root, "job", "clip", &t->clip, err) < 0) goto out;
+    if (rnn_field_get(root, "job", "bptt", &t->bptt, err) < 0) goto out;
+    if (rnn_field_get(root, "job", "from_scratch", &job->from_scratch, err) < 0) goto out;
 
-    if ((r = get_obj(root, "optimizer", &o, err)) < 0) goto out;
+    if ((r = rnn_field_get(root, "job", "optimizer", &o, err)) < 0) goto out;
     if (r > 0) {
-        if (only_keys(o, "optimizer", opt_keys, err)) goto out;
+        if (rnn_fields_only(o, "optimizer", err)) goto out;
         const char *name = "adam";
-        if (get_str(o, "optimizer", "name", &name, err) < 0) goto out;
+        if (rnn_field_get(o, "optimizer", "name", &name, err) < 0) goto out;
         if (!strcmp(name, "adam") || !strcmp(name, "adamw")) rnn_optim_defaults(&t->optim, RNN_OPT_ADAM);
         else if (!strcmp(name, "sgd")) rnn_optim_defaults(&t->optim, RNN_OPT_SGD);
         else {
@@ -254,11 +156,11 @@ int rnn_job_parse(rnn_job *job, const char *json, size_t len, rnn_err *err)
             goto out;
         }
         rnn_optim_cfg *oc = &t->optim;
-        if (get_num(o, "optimizer", "lr", 1e-12, 100, &oc->lr, err) < 0) goto out;
-        if (get_num(o, "optimizer", "weight_decay", 0, 10, &oc->weight_decay, err) < 0) goto out;
+        if (rnn_field_get(o, "optimizer", "lr", &oc->lr, err) < 0) goto out;
+        if (rnn_field_get(o, "optimizer", "weight_decay", &oc->weight_decay, err) < 0) goto out;
         if (oc->kind == RNN_OPT_SGD) {
-            if (get_num(o, "optimizer", "momentum", 0, 0.9999, &oc->momentum, err) < 0) goto out;
-            if (get_bool(o, "optimizer", "nesterov", &oc->nesterov, err) < 0) goto out;
+            if (rnn_field_get(o, "optimizer", "momentum", &oc->momentum, err) < 0) goto out;
+            if (rnn_field_get(o, "optimizer", "nesterov", &oc->nesterov, err) < 0) goto out;
             if (oc->nesterov && oc->momentum <= 0) {
                 rnn_fail(err, "optimizer.nesterov: needs momentum > 0");
                 goto out;
@@ -269,9 +171,9 @@ int rnn_job_parse(rnn_job *job, const char *json, size_t len, rnn_err *err)
                     goto out;
                 }
         } else {
-            if (get_num(o, "optimizer", "beta1", 0, 0.9999999, &oc->beta1, err) < 0) goto out;
-            if (get_num(o, "optimizer", "beta2", 0, 0.9999999, &oc->beta2, err) < 0) goto out;
-            if (get_num(o, "optimizer", "eps", 1e-30, 1, &oc->eps, err) < 0) goto out;
+            if (rnn_field_get(o, "optimizer", "beta1", &oc->beta1, err) < 0) goto out;
+            if (rnn_field_get(o, "optimizer", "beta2", &oc->beta2, err) < 0) goto out;
+            if (rnn_field_get(o, "optimizer", "eps", &oc->eps, err) < 0) goto out;
             for (const char *const *k = (const char *const[]){"momentum", "nesterov", NULL}; *k; k++)
                 if (cJSON_GetObjectItemCaseSensitive(o, *k)) {
                     rnn_fail(err, "optimizer.%s: only for sgd", *k);
@@ -300,10 +202,13 @@ out:
 
 /* ------------------------------------------------------------------ data */
 
-static int window_of(const cJSON *d, int *w, rnn_err *err)
+/* The keys of one shape of "data" (scope "data.series", ...) and its window. */
+static int shape_of(const cJSON *d, const char *scope, int *w, rnn_err *err)
 {
     *w = 0;
-    int r = get_i(d, "data", "window", 1, 100000, w, err);
+    if (rnn_fields_only(d, scope, err))
+        return -1;
+    int r = rnn_field_get(d, scope, "window", w, err);
     if (r < 0)
         return -1;
     if (r == 0)
@@ -666,11 +571,6 @@ fail:
     return rc;
 }
 
-static const char *const seq_keys[] = {"sequences", "targets", "labels", NULL};
-static const char *const series_keys[] = {"series", "window", NULL};
-static const char *const text_keys[] = {"text", "window", NULL};
-static const char *const file_keys[] = {"file", "window", NULL};
-static const char *const gen_keys[] = {"generator", "samples", "window", NULL};
 
 /* The bytes rnn_job_dataset would allocate, from the spec alone: windows
  * of a series (inline, generated, or a CSV file at one value per two
@@ -720,14 +620,14 @@ int rnn_job_dataset(rnn_job *job, const char *vocab, const char *data_dir, rnn_d
     if (!dj)
         return rnn_fail(err, "data: missing");
     if (cJSON_GetObjectItemCaseSensitive(dj, "sequences")) {
-        if (only_keys(dj, "data", seq_keys, err))
+        if (rnn_fields_only(dj, "data.sequences", err))
             return -1;
         return build_sequences(job, dj, vocab, d, err);
     }
     if (c->task == RNN_TASK_CLASSIFY)
         return rnn_fail(err, "data: a classify job takes {\"sequences\": [...], \"targets\": [...]}");
     if (cJSON_GetObjectItemCaseSensitive(dj, "series")) {
-        if (only_keys(dj, "data", series_keys, err) || window_of(dj, &w, err))
+        if (shape_of(dj, "data.series", &w, err))
             return -1;
         if (c->task != RNN_TASK_REGRESSION)
             return rnn_fail(err, "data.series: needs task regression");
@@ -742,10 +642,11 @@ int rnn_job_dataset(rnn_job *job, const char *vocab, const char *data_dir, rnn_d
     }
     if (cJSON_GetObjectItemCaseSensitive(dj, "text") || cJSON_GetObjectItemCaseSensitive(dj, "file")) {
         const int is_file = cJSON_GetObjectItemCaseSensitive(dj, "file") != NULL;
-        if (only_keys(dj, "data", is_file ? file_keys : text_keys, err) || window_of(dj, &w, err))
+        const char *scope = is_file ? "data.file" : "data.text";
+        if (shape_of(dj, scope, &w, err))
             return -1;
         const char *name = NULL;
-        if (get_str(dj, "data", is_file ? "file" : "text", &name, err) < 0)
+        if (rnn_field_get(dj, scope, is_file ? "file" : "text", &name, err) < 0)
             return -1;
         size_t len = strlen(name);
         char *buf = NULL;
@@ -777,10 +678,10 @@ int rnn_job_dataset(rnn_job *job, const char *vocab, const char *data_dir, rnn_d
         return rc;
     }
     if (cJSON_GetObjectItemCaseSensitive(dj, "generator")) {
-        if (only_keys(dj, "data", gen_keys, err))
+        if (rnn_fields_only(dj, "data.generator", err))
             return -1;
         const char *g = NULL;
-        if (get_str(dj, "data", "generator", &g, err) < 0)
+        if (rnn_field_get(dj, "data.generator", "generator", &g, err) < 0)
             return -1;
         if (strcmp(g, "sine"))
             return rnn_fail(err, "data.generator: must be \"sine\", got \"%s\"", g);
@@ -788,8 +689,8 @@ int rnn_job_dataset(rnn_job *job, const char *vocab, const char *data_dir, rnn_d
             return rnn_fail(err, "data.generator: the sine generator needs task regression");
         int samples = 200;
         w = 50;
-        if (get_i(dj, "data", "samples", 1, 1000000, &samples, err) < 0 ||
-            get_i(dj, "data", "window", 1, 100000, &w, err) < 0)
+        if (rnn_field_get(dj, "data.generator", "samples", &samples, err) < 0 ||
+            rnn_field_get(dj, "data.generator", "window", &w, err) < 0)
             return -1;
         int rc = rnn_dataset_sine(d, samples, w, c->mode, err);
         if (rc == 0) { c->input_size = 1; c->output_size = 1; c->embedding = 0; c->tokens = 0; }

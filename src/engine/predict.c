@@ -7,6 +7,7 @@
  * checked, and limits applied, before any computation.
  */
 #include "rnn/io.h"
+#include "rnn/fields.h"
 #include "internal.h"
 
 #include <cJSON.h>
@@ -433,42 +434,24 @@ static int generate(pctx *c, const cJSON *req, cJSON *reply)
     return 0;
 }
 
-/* Types and ranges of the optional keys, before anything runs. */
+/* Types and ranges of the keys (the "predict" rows of the field table),
+ * before anything runs: a wrong type is 400, a value out of range 422, a
+ * forecast past the server's limit 413. */
 static int check_request(pctx *c, const cJSON *req)
 {
-    /* "version" picks the weights; the daemon reads it before they get here */
-    static const char *const keys[] = {"model", "version", "sequence", "sequences", "steps",
-                                       "return_sequences", "text", "length", "temperature", "seed",
-                                       NULL};
+    rnn_err e;
+    if (rnn_fields_only(req, "predict", &e))
+        return bad(c, 400, "%s", e.msg);
     for (const cJSON *it = req->child; it; it = it->next) {
-        int ok = 0;
-        for (int i = 0; keys[i] && !ok; i++) ok = !strcmp(it->string, keys[i]);
-        if (!ok)
-            return bad(c, 400, "%s: unknown key", it->string);
+        union { int i; long l; double d; int b; const char *s; const cJSON *o; } scratch;
+        const int steps = !strcmp(it->string, "steps");
+        const int r = rnn_field_get_upto(req, "predict", it->string, steps ? c->lim->max_steps : NAN,
+                                         &scratch, &e);
+        if (r == -1)
+            return bad(c, 400, "%s", e.msg);
+        if (r < -1)
+            return bad(c, steps && it->valuedouble > 0 ? 413 : 422, "%s", e.msg);
     }
-    const cJSON *v;
-    if ((v = cJSON_GetObjectItemCaseSensitive(req, "model")) && !cJSON_IsString(v))
-        return bad(c, 400, "model: must be a string");
-    struct { const char *key; double lo, hi; int whole; } nums[] = {
-        {"steps", 0, c->lim->max_steps, 1},
-        {"length", 0, 1e9, 1},
-        {"temperature", 0, 100, 0},
-        {"seed", 0, 9007199254740991.0, 1},
-    };
-    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
-        if (!(v = cJSON_GetObjectItemCaseSensitive(req, nums[i].key)))
-            continue;
-        if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
-            return bad(c, 400, "%s: must be a %snumber", nums[i].key, nums[i].whole ? "whole " : "finite ");
-        if (nums[i].whole && v->valuedouble != floor(v->valuedouble))
-            return bad(c, 400, "%s: must be a whole number", nums[i].key);
-        if (v->valuedouble < nums[i].lo || v->valuedouble > nums[i].hi)
-            return bad(c, v->valuedouble > nums[i].hi && !strcmp(nums[i].key, "steps") ? 413 : 422,
-                       "%s: must be between %g and %g, got %g", nums[i].key, nums[i].lo, nums[i].hi,
-                       v->valuedouble);
-    }
-    if ((v = cJSON_GetObjectItemCaseSensitive(req, "return_sequences")) && !cJSON_IsBool(v))
-        return bad(c, 400, "return_sequences: must be true or false");
     return 0;
 }
 

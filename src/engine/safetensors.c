@@ -6,6 +6,7 @@
  * model; saving goes through a temp file and a rename.
  */
 #include "rnn/io.h"
+#include "rnn/fields.h"
 #include "internal.h"
 
 #include <cJSON.h>
@@ -128,28 +129,18 @@ char *rnn_config_json(const rnn_config *c, const rnn_meta *meta)
     return s;
 }
 
-static int json_int(const cJSON *o, const char *key, int lo, int hi, int *out, rnn_err *err)
+/* A required key of "rnnd.config", read through the field table. */
+static int json_req(const cJSON *o, const char *key, void *out, rnn_err *err)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!v)
-        return rnn_fail(err, "rnnd.config: missing \"%s\"", key);
-    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < lo ||
-        v->valuedouble > hi)
-        return rnn_fail(err, "rnnd.config: \"%s\" must be a whole number in [%d, %d]", key, lo, hi);
-    *out = (int)v->valuedouble;
-    return 0;
+    const int r = rnn_field_get(o, "rnnd.config", key, out, err);
+    return r == 0 ? rnn_fail(err, "rnnd.config: missing \"%s\"", key) : r < 0 ? -1 : 0;
 }
 
-static int json_enum(const cJSON *o, const char *key, int (*parse)(const char *, void *), void *out,
-                     rnn_err *err)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!v)
-        return rnn_fail(err, "rnnd.config: missing \"%s\"", key);
-    if (!cJSON_IsString(v) || parse(v->valuestring, out))
-        return rnn_fail(err, "rnnd.config: \"%s\" has an unknown value", key);
-    return 0;
-}
+/* An enum key: each parser has its own pointer type, so it is called
+ * directly, never through a cast. */
+#define JSON_ENUM(o, key, parse, out, err)                                                  \
+    (json_req(o, key, &s, err) ? -1                                                         \
+     : parse(s, out) ? rnn_fail(err, "rnnd.config: \"%s\" has an unknown value", key) : 0)
 
 /* Parses "rnnd.config" into cfg and the vocabulary/labels of meta. */
 static int parse_config(const char *json, rnn_config *cfg, rnn_meta *meta, rnn_err *err)
@@ -161,15 +152,16 @@ static int parse_config(const char *json, rnn_config *cfg, rnn_meta *meta, rnn_e
         goto out;
     }
     memset(cfg, 0, sizeof *cfg);
-    if (json_enum(o, "task", (int (*)(const char *, void *))rnn_task_parse, &cfg->task, err) ||
-        json_enum(o, "mode", (int (*)(const char *, void *))rnn_mode_parse, &cfg->mode, err) ||
-        json_enum(o, "cell", (int (*)(const char *, void *))rnn_cell_parse, &cfg->cell, err) ||
-        json_enum(o, "activation", (int (*)(const char *, void *))rnn_activation_parse, &cfg->act, err) ||
-        json_int(o, "input_size", 1, 1 << 20, &cfg->input_size, err) ||
-        json_int(o, "hidden", 1, 1 << 20, &cfg->hidden, err) ||
-        json_int(o, "layers", 1, 1 << 20, &cfg->layers, err) ||
-        json_int(o, "output_size", 1, 1 << 20, &cfg->output_size, err) ||
-        json_int(o, "embedding", 0, 1 << 20, &cfg->embedding, err))
+    const char *s = NULL;
+    if (JSON_ENUM(o, "task", rnn_task_parse, &cfg->task, err) ||
+        JSON_ENUM(o, "mode", rnn_mode_parse, &cfg->mode, err) ||
+        JSON_ENUM(o, "cell", rnn_cell_parse, &cfg->cell, err) ||
+        JSON_ENUM(o, "activation", rnn_activation_parse, &cfg->act, err) ||
+        json_req(o, "input_size", &cfg->input_size, err) ||
+        json_req(o, "hidden", &cfg->hidden, err) ||
+        json_req(o, "layers", &cfg->layers, err) ||
+        json_req(o, "output_size", &cfg->output_size, err) ||
+        json_req(o, "embedding", &cfg->embedding, err))
         goto out;
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "vocab");
     if (!v || !cJSON_IsString(v)) {

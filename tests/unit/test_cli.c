@@ -165,6 +165,38 @@ START_TEST(test_checkpoint_resume)
 }
 END_TEST
 
+/* The docs' key tables are the field table: each block between
+ * <!-- keys SCOPE --> and <!-- /keys --> is what `rnnd keys SCOPE` prints
+ * (make docs writes them), and every scope is in the docs. */
+START_TEST(test_docs_hold_the_field_table)
+{
+    const char *docs[] = {"README.md", "docs/engine.md", "docs/http-api.md", "docs/model-format.md"};
+    int blocks = 0;
+    for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
+        FILE *f = fopen(docs[i], "rb");
+        ck_assert_msg(f, "%s: missing (run from the project root)", docs[i]);
+        static char text[1 << 18];
+        const size_t n = fread(text, 1, sizeof text - 1, f);
+        fclose(f);
+        text[n] = 0;
+        for (char *p = strstr(text, "<!-- keys "); p; p = strstr(p + 1, "<!-- keys ")) {
+            char scope[64];
+            ck_assert(sscanf(p, "<!-- keys %63[a-z.] -->", scope) == 1);
+            char *body = strchr(p, '\n') + 1, *end = strstr(body, "<!-- /keys -->");
+            ck_assert_msg(end, "%s: <!-- keys %s --> has no end", docs[i], scope);
+            ck_assert_int_eq(run("keys %s", scope), 0);
+            char *want = slurp("out.txt");
+            ck_assert_msg(strlen(want) == (size_t)(end - body) && !strncmp(want, body, strlen(want)),
+                          "%s: the table of %s is not the field table's; run make docs", docs[i], scope);
+            free(want);
+            blocks++;
+        }
+    }
+    ck_assert_int_eq(blocks, 11);
+    ck_assert_int_eq(run("keys nosuch"), 2);
+}
+END_TEST
+
 /* The README's sine example: train, then predict the next value and a
  * 10-step forecast of the wave. */
 START_TEST(test_sine_train_predict)
@@ -391,6 +423,7 @@ Suite *cli_suite(void)
     tcase_add_test(tc, test_usage_and_exit_codes);
     tcase_add_test(tc, test_sine_train_predict);
     tcase_add_test(tc, test_checkpoint_resume);
+    tcase_add_test(tc, test_docs_hold_the_field_table);
     tcase_add_test(tc, test_charlm_generate);
     tcase_add_loop_test(tc, test_pytorch_models_predict, 0, ncases > 0 ? ncases : 1);
     tcase_add_test(tc, test_sgd_step_matches_pytorch);
