@@ -49,7 +49,7 @@ BENCH_BIN  := $(BUILD)/bench_engine
 BENCH_DNNL := $(BUILD)/bench_dnnl
 INTEG_BIN  := $(BUILD)/test_integration
 
-.PHONY: docs all run demo install uninstall test unit integration ops-check fuzz fuzz-replay bench deps deps-test clean help
+.PHONY: valgrind docs all run demo install uninstall test unit integration ops-check fuzz fuzz-replay bench deps deps-test clean help
 .DEFAULT_GOAL := all
 
 all: deps
@@ -173,6 +173,17 @@ $(BUILD)/fuzz/replay_http: tests/fuzz/fuzz_http.c tests/fuzz/replay.c tests/fuzz
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Isrc/daemon -o $@ $< tests/fuzz/replay.c $(FUZZ_DAEMON) $(FUZZ_SERVER) \
 	    $(BUILD)/gen/admin_page.o $(LIBRNN) $(LDLIBS)
+# The unit suites under valgrind (memcheck, definite leaks are errors), one
+# suite at a time; oneDNN's JIT over-reads are suppressed (tests/valgrind/).
+# Hours, not minutes, for pytorch_ref, gradcheck and train: not in make test.
+VALGRIND_SUITES ?= optim dataset io checkpoint cli train gradcheck pytorch_ref
+valgrind: $(UNIT_BIN) $(RNND)
+	@for s in $(VALGRIND_SUITES); do echo "valgrind: $$s"; \
+	    CK_TIMEOUT_MULTIPLIER=200 CK_RUN_SUITE=$$s RNND_BIN=$(RNND) valgrind -q --error-exitcode=9 \
+	        --trace-children=yes --trace-children-skip='*/rnnd,/bin/sh,*/sh' \
+	        --suppressions=tests/valgrind/dnnl.supp --leak-check=full --errors-for-leak-kinds=definite \
+	        $(UNIT_BIN) || exit 1; done
+
 # The reference tables of the docs, from the field table (rnnd keys).
 docs: $(RNND)
 	sh scripts/docs-keys.sh $(RNND) README.md docs/engine.md docs/http-api.md docs/model-format.md

@@ -54,6 +54,9 @@ int rnn_model_save(const char *path, const rnn_model *m, const rnn_meta *meta, r
  * it, fsync, rename, fsync of the folder. 0, or -1 naming the failure. */
 typedef struct rnn_span { const void *p; size_t n; } rnn_span;
 int rnn_file_replace(const char *path, const rnn_span *parts, int nparts, rnn_err *err);
+/* A whole regular file of at most max bytes, NUL-terminated (caller frees),
+ * or NULL with err naming the failure. */
+unsigned char *rnn_file_read(const char *path, size_t max, size_t *len, rnn_err *err);
 /* Removes the temp files (NAME.tmp.XXXXXX) that saves into dir left when
  * they died (each save holds a lock on its temp file until it renames it);
  * returns how many. */

@@ -174,7 +174,7 @@ typedef struct train_job {
     atomic_int cancel;
     int npoints, cap_points;
     job_point *points;
-    char *body;                             /* the request (its record keeps it) */
+    char *body;                             /* the request (kept as ID.spec) */
     long base_version;                      /* the version it fine-tunes, 0: a new model */
     /* owned until the job ends; the data is built by the worker */
     rnn_job spec;
@@ -193,18 +193,22 @@ int job_prepare(train_job *j, const char *data_dir, rnn_dataset *d, rnn_err *err
 typedef struct job_pool job_pool;
 
 job_pool *pool_new(const rnnd_config *cfg, registry *reg);
-/* Stops workers after their current step; jobs left are cancelled. */
+/* Stops workers after their current step: running jobs suspend at a
+ * checkpoint, queued ones stay queued in their records (both go on at the
+ * next start). Also restores, in pool_new, the jobs of an earlier run. */
 void pool_free(job_pool *p);
 /* Takes ownership of job on success (0); -1 when the queue is full, -2
  * when its data bytes and those of the jobs queued or running would pass
  * max_job_bytes. */
 int pool_submit(job_pool *p, train_job *job);
-/* Job records in STATE/jobs (jobrec.c): ID.json, and ID.ckpt while it runs. */
+/* Job records in STATE/jobs (jobrec.c): ID.json, ID.spec, and ID.ckpt while it runs. */
 int jobrec_init(void);
 void jobrec_path(long id, const char *ext, char *buf, size_t n);
 /* The record's text (caller frees); then written crash-safe (and freed). */
 char *jobrec_text(const train_job *j);
 void jobrec_write(long id, char *text);
+/* The request of a job (ID.spec), written once when it is queued. */
+int jobrec_write_spec(long id, const char *body);
 /* Every record, by ID (jobs with spec text but no parsed spec; caller frees). */
 int jobrec_load_all(train_job ***out);
 void jobrec_remove(long id);

@@ -1,9 +1,11 @@
 /*
  * DESIGN: job records. Each job is a file STATE/jobs/ID.json, replaced
  * crash-safe at every change that matters (queued, running, each epoch end
- * with its loss point, finished): its status as GET /train/ID shows it, the
- * request it came from, and the version its fine-tune started from. A
- * running job's checkpoint is STATE/jobs/ID.ckpt (rnn_train_state_save).
+ * with its loss point, finished): its status as GET /train/ID shows it and
+ * the version its fine-tune started from. The request it came from is
+ * ID.spec, written once when it is queued (a request may carry megabytes of
+ * data, which the record rewritten every epoch must not). A running job's
+ * checkpoint is STATE/jobs/ID.ckpt (rnn_train_state_save).
  * When the daemon starts, the records come back: finished jobs answer as
  * before, queued and running ones go back in the queue in ID order and
  * resume from their checkpoint, and new IDs continue after the highest.
@@ -74,7 +76,6 @@ char *jobrec_text(const train_job *j)
         }
     }
     cJSON_AddStringToObject(o, "error", j->error);
-    cJSON_AddStringToObject(o, "spec", j->body ? j->body : "");
     cJSON *a = cJSON_AddArrayToObject(o, "points");
     for (int i = 0; i < j->npoints; i++) {
         const job_point *p = &j->points[i];
@@ -116,12 +117,11 @@ static train_job *parse_record(const char *text)
     cJSON *o = cJSON_Parse(text);
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(o, "model");
     const cJSON *status = cJSON_GetObjectItemCaseSensitive(o, "status");
-    const cJSON *spec = cJSON_GetObjectItemCaseSensitive(o, "spec");
     const cJSON *error = cJSON_GetObjectItemCaseSensitive(o, "error");
     train_job *j = NULL;
     const double id = num(o, "job");
     if (!cJSON_IsString(model) || !rnn_name_ok(model->valuestring) || !cJSON_IsString(status) ||
-        !cJSON_IsString(spec) || !(id >= 1 && id < 9e15) || !(j = calloc(1, sizeof *j)))
+        !(id >= 1 && id < 9e15) || !(j = calloc(1, sizeof *j)))
         goto out;
     j->id = (long)id;
     snprintf(j->model, sizeof j->model, "%s", model->valuestring);
@@ -140,7 +140,6 @@ static train_job *parse_record(const char *text)
     }
     if (cJSON_IsString(error))
         snprintf(j->error, sizeof j->error, "%s", error->valuestring);
-    j->body = strdup(spec->valuestring);
     const cJSON *pts = cJSON_GetObjectItemCaseSensitive(o, "points");
     const int np = cJSON_GetArraySize(pts);
     j->points = np > 0 ? calloc((size_t)np, sizeof *j->points) : NULL;
@@ -154,11 +153,6 @@ static train_job *parse_record(const char *text)
             v[k] = cJSON_IsNumber(e) ? e->valuedouble : NAN;
         }
         j->points[j->npoints++] = (job_point){(int)v[0], (long)v[1], v[2], v[3], v[4]};
-    }
-    if (!j->body) {
-        free(j->points);
-        free(j);
-        j = NULL;
     }
 out:
     cJSON_Delete(o);
@@ -189,21 +183,17 @@ int jobrec_load_all(train_job ***out)
             continue;
         char p[1500];
         snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        FILE *f = fopen(p, "rb");
-        if (!f)
-            continue;
-        char *text = NULL;
-        long len = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
-        if (len >= 0 && fseek(f, 0, SEEK_SET) == 0 && (text = malloc((size_t)len + 1)) &&
-            fread(text, 1, (size_t)len, f) == (size_t)len)
-            text[len] = 0;
-        else {
-            free(text);
-            text = NULL;
-        }
-        fclose(f);
+        size_t len;
+        rnn_err err;
+        char *text = (char *)rnn_file_read(p, 64u << 20, &len, &err);
         train_job *j = text ? parse_record(text) : NULL;
         free(text);
+        /* the request, needed only by a job that has yet to finish */
+        char sp[1200];
+        jobrec_path(id, "spec", sp, sizeof sp);
+        const int unfinished = j && (j->state == JOB_QUEUED || j->state == JOB_RUNNING);
+        if (j && !(unfinished && (j->body = (char *)rnn_file_read(sp, (size_t)1 << 31, &len, &err))))
+            j->body = strdup("");
         if (!j || j->id != id) {
             rnnd_log(LOG_WARN, "%s: not a job record, skipped", p);
             if (j) { free(j->body); free(j->points); free(j); }
@@ -223,10 +213,26 @@ int jobrec_load_all(train_job ***out)
     return n;
 }
 
+int jobrec_write_spec(long id, const char *body)
+{
+    char p[1200];
+    jobrec_path(id, "spec", p, sizeof p);
+    rnn_err err;
+    const rnn_span part = {body, strlen(body)};
+    if (rnn_file_replace(p, &part, 1, &err)) {
+        rnnd_log(LOG_WARN, "job %ld: its request is not kept: %s; it cannot resume after a restart",
+                 id, err.msg);
+        return -1;
+    }
+    return 0;
+}
+
 void jobrec_remove(long id)
 {
     char p[1200];
     jobrec_path(id, "json", p, sizeof p);
+    unlink(p);
+    jobrec_path(id, "spec", p, sizeof p);
     unlink(p);
     jobrec_path(id, "ckpt", p, sizeof p);
     unlink(p);

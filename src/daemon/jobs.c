@@ -461,7 +461,6 @@ static void restore(job_pool *p)
             job_free(j);
             continue;
         }
-        j->loss = isnan(j->loss) ? NAN : j->loss;
         const int unfinished = j->state == JOB_QUEUED || j->state == JOB_RUNNING;
         if (unfinished && revive(p, j) == 0) {
             enqueue(p, j);
@@ -531,30 +530,35 @@ void pool_free(job_pool *p)
 
 int pool_submit(job_pool *p, train_job *j)
 {
+    /* its number, and its request on disk before any record names it (a
+     * refused job leaves a gap in the numbers, which only have to grow) */
     pthread_mutex_lock(&p->lock);
-    if (p->stopping || p->queued >= p->cfg->train_queue) {
-        pthread_mutex_unlock(&p->lock);
-        return -1;
-    }
-    if (p->held + j->data_bytes > (double)p->cfg->max_job_bytes) {
-        pthread_mutex_unlock(&p->lock);
-        return -2;
-    }
-    if (p->njobs == MAX_JOBS_KEPT) {
+    const long id = p->next_id++;
+    pthread_mutex_unlock(&p->lock);
+    jobrec_write_spec(id, j->body ? j->body : "");
+    pthread_mutex_lock(&p->lock);
+    int refused = p->stopping || p->queued >= p->cfg->train_queue ? -1
+                  : p->held + j->data_bytes > (double)p->cfg->max_job_bytes ? -2 : 0;
+    if (!refused && p->njobs == MAX_JOBS_KEPT) {
         /* forget the oldest finished job, and its record */
         int k = -1;
         for (int i = 0; i < p->njobs && k < 0; i++)
             if (p->jobs[i]->settled) k = i;
-        if (k < 0) {
-            pthread_mutex_unlock(&p->lock);
-            return -1;
+        if (k < 0)
+            refused = -1;
+        else {
+            jobrec_remove(p->jobs[k]->id);
+            job_free(p->jobs[k]);
+            memmove(&p->jobs[k], &p->jobs[k + 1], (size_t)(p->njobs - k - 1) * sizeof(train_job *));
+            p->njobs--;
         }
-        jobrec_remove(p->jobs[k]->id);
-        job_free(p->jobs[k]);
-        memmove(&p->jobs[k], &p->jobs[k + 1], (size_t)(p->njobs - k - 1) * sizeof(train_job *));
-        p->njobs--;
     }
-    j->id = p->next_id++;
+    if (refused) {
+        pthread_mutex_unlock(&p->lock);
+        jobrec_remove(id);
+        return refused;
+    }
+    j->id = id;
     j->submitted = rnnd_now();
     j->epochs = j->spec.train.epochs;
     j->val_loss = NAN;

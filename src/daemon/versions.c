@@ -114,19 +114,8 @@ int versions_keep(const char *name, long v, const rnn_model *m, const rnn_meta *
 /* The whole file, or NULL. */
 static unsigned char *slurp(const char *path, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    unsigned char *b = NULL;
-    long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
-    if (n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (b = malloc((size_t)n + 1)) &&
-        fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    *len = n > 0 ? (size_t)n : 0;
-    return b;
+    rnn_err err;
+    return rnn_file_read(path, (size_t)1 << 40, len, &err);
 }
 
 int versions_same(const char *name, long v, const char *path)
@@ -147,11 +136,9 @@ int versions_serve_file(const char *name, long v, const char *model_dir, rnn_err
     versions_path(name, v, p, sizeof p);
     snprintf(out, sizeof out, "%s/%s.safetensors", model_dir, name);
     size_t len;
-    unsigned char *b = slurp(p, &len);
-    if (!b) {
-        snprintf(err->msg, sizeof err->msg, "%.400s: %s", p, strerror(errno));
+    unsigned char *b = rnn_file_read(p, (size_t)1 << 40, &len, err);
+    if (!b)
         return -1;
-    }
     const rnn_span part = {b, len};
     const int rc = rnn_file_replace(out, &part, 1, err);
     free(b);

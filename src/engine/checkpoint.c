@@ -15,7 +15,6 @@
 #include "rnn/io.h"
 #include "internal.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,27 +88,6 @@ void rnn_train_state_free(rnn_train_state *st)
     memset(st, 0, sizeof *st);
 }
 
-static unsigned char *read_file(const char *path, size_t *len, rnn_err *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        rnn_fail(err, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    unsigned char *buf = NULL;
-    long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
-    if (n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1)) &&
-        fread(buf, 1, (size_t)n, f) == (size_t)n) {
-        *len = (size_t)n;
-    } else {
-        rnn_fail(err, "%s: cannot read it", path);
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    return buf;
-}
-
 /* Copies n bytes from the file into a new buffer, NULL when n is 0. */
 static void *take(const unsigned char **p, size_t n, int *oom)
 {
@@ -126,7 +104,7 @@ int rnn_train_state_load(const char *path, rnn_train_state *st, rnn_err *err)
 {
     memset(st, 0, sizeof *st);
     size_t len;
-    unsigned char *buf = read_file(path, &len, err);
+    unsigned char *buf = rnn_file_read(path, (size_t)1 << 40, &len, err);
     if (!buf)
         return -1;
     int rc = -1;

@@ -93,6 +93,44 @@ out:
     return rc;
 }
 
+unsigned char *rnn_file_read(const char *path, size_t max, size_t *len, rnn_err *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        rnn_fail(err, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    unsigned char *buf = NULL;
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+        rnn_fail(err, "%s: not a regular file", path);
+    } else if ((unsigned long long)st.st_size > max) {
+        rnn_fail(err, "%s: larger than %zu bytes", path, max);
+    } else if (!(buf = malloc((size_t)st.st_size + 1))) {
+        rnn_fail(err, "%s: out of memory", path);
+    } else {
+        size_t got = 0, n = (size_t)st.st_size;
+        while (got < n) {
+            const ssize_t r = read(fd, buf + got, n - got);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0)
+                break;
+            got += (size_t)r;
+        }
+        if (got != n) {
+            rnn_fail(err, "%s: read error", path);
+            free(buf);
+            buf = NULL;
+        } else {
+            buf[n] = 0;
+            *len = n;
+        }
+    }
+    close(fd);
+    return buf;
+}
+
 /* Is name a temp file of rnn_file_replace: NAME.tmp. and six characters? */
 static int is_temp(const char *name)
 {

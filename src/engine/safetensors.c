@@ -10,18 +10,12 @@
 #include "internal.h"
 
 #include <cJSON.h>
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 void rnn_meta_init(rnn_meta *meta)
 {
@@ -479,37 +473,10 @@ int rnn_model_load(const char *path, rnn_model *m, rnn_meta *meta, rnn_err *err)
 {
     memset(m, 0, sizeof *m);
     rnn_meta_init(meta);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return rnn_fail(err, "%s: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return rnn_fail(err, "%s: not a regular file", path);
-    }
-    if ((unsigned long long)st.st_size > (4ULL << 30)) {
-        close(fd);
-        return rnn_fail(err, "%s: larger than 4 GiB", path);
-    }
-    size_t len = (size_t)st.st_size, got = 0;
-    unsigned char *buf = malloc(len ? len : 1);
-    if (!buf) {
-        close(fd);
-        return rnn_fail(err, "%s: out of memory", path);
-    }
-    while (got < len) {
-        ssize_t r = read(fd, buf + got, len - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    close(fd);
-    if (got != len) {
-        free(buf);
-        return rnn_fail(err, "%s: read error", path);
-    }
+    size_t len;
+    unsigned char *buf = rnn_file_read(path, 4ULL << 30, &len, err);
+    if (!buf)
+        return -1;
     rnn_err e;
     int rc = rnn_model_load_mem(buf, len, m, meta, &e);
     free(buf);
