@@ -109,6 +109,7 @@ static int versions_of(const char *name, long *v, int max, long *served)
     resp r = get(path);
     ck_assert_msg(r.status == 200, "%s: %ld %s", path, r.status, r.body);
     cJSON *o = json_of(&r);
+    free(r.body);
     *served = (long)num(o, "served");
     int n = 0;
     const cJSON *x;
@@ -128,6 +129,7 @@ START_TEST(test_versions_kept_and_rolled_back)
         resp r = http("POST", "/train", job, strlen(job), NULL, "tok");
         ck_assert_msg(r.status == 202, "%s", r.body);
         cJSON *o = json_of(&r);
+        free(r.body);
         cJSON_Delete(wait_job_token((long)num(o, "job"), 60, "tok"));
         cJSON_Delete(o);
     }
@@ -143,6 +145,8 @@ START_TEST(test_versions_kept_and_rolled_back)
     resp a = post("/predict", q3), b = post("/predict", q5);
     ck_assert_msg(a.status == 200 && b.status == 200, "%s %s", a.body, b.body);
     cJSON *oa = json_of(&a), *ob = json_of(&b);
+    free(a.body);
+    free(b.body);
     ck_assert_int_eq((long)num(oa, "version"), 3);
     ck_assert_int_eq((long)num(ob, "version"), 5);
     ck_assert_msg(num(oa, "prediction") != num(ob, "prediction"), "versions 3 and 5 answer alike");
@@ -161,6 +165,7 @@ START_TEST(test_versions_kept_and_rolled_back)
     free(pr.body);
     b = post("/predict", q5);
     ob = json_of(&b);
+    free(b.body);
     ck_assert_int_eq((long)num(ob, "version"), 3);
     ck_assert_msg(num(ob, "prediction") == p3, "the rollback serves other weights");
     cJSON_Delete(ob);
@@ -172,6 +177,7 @@ START_TEST(test_versions_kept_and_rolled_back)
     resp r = http("POST", "/train", job, strlen(job), NULL, "tok");
     ck_assert_int_eq(r.status, 202);
     cJSON *o = json_of(&r);
+    free(r.body);
     const long id = (long)num(o, "job");
     ck_assert_msg(id == 5, "job IDs restarted: %ld after 4 jobs", id);
     cJSON_Delete(o);
