@@ -7,7 +7,7 @@ shift
 for f in "$@"; do
     tmp=$f.keys.$$
     awk -v rnnd="$rnnd" '
-        /^<!-- keys [a-z.]+ -->$/ { print; scope = $3; cmd = rnnd " keys " scope;
+        /^<!-- keys [a-z._]+ -->$/ { print; scope = $3; cmd = rnnd " keys " scope;
                                     while ((cmd | getline line) > 0) print line; close(cmd); skip = 1; next }
         /^<!-- \/keys -->$/ { skip = 0 }
         !skip { print }' "$f" > "$tmp"

@@ -302,6 +302,46 @@ int rnn_vocab_index(const char *vocab, uint32_t cp);
  * bytes); returns its length in bytes (0 if i is out of range). */
 int rnn_vocab_char(const char *vocab, int i, char *buf);
 
+/* ------------------------------------------------------------------ training controls */
+
+/* Learning-rate schedules, stepped once per epoch with PyTorch's semantics:
+ * StepLR, CosineAnnealingLR and ReduceLROnPlateau (mode "min", relative
+ * threshold). The rate of an epoch is a function of the base rate and the
+ * losses of the epochs before it, so a resumed run recomputes it. */
+typedef enum { RNN_SCHED_NONE, RNN_SCHED_STEP, RNN_SCHED_COSINE, RNN_SCHED_PLATEAU } rnn_sched_kind;
+
+typedef struct rnn_sched_cfg {
+    rnn_sched_kind kind;
+    int step_size;          /* step: epochs per decay */
+    double gamma;           /* step: factor per decay */
+    int t_max;              /* cosine: epochs of a half period */
+    double eta_min;         /* cosine: the lowest rate */
+    double factor;          /* plateau: factor per reduction */
+    int patience;           /* plateau: epochs without improvement before one */
+    double threshold;       /* plateau: improvement must beat best * (1 - threshold) */
+    int cooldown;           /* plateau: epochs after a reduction that count no bad epoch */
+    double min_lr;          /* plateau: the lowest rate */
+} rnn_sched_cfg;
+
+/* Fills PyTorch's defaults for the kind (gamma 0.1; eta_min 0; factor 0.1,
+ * patience 10, threshold 1e-4, cooldown 0, min_lr 0). */
+void rnn_sched_defaults(rnn_sched_cfg *s, rnn_sched_kind kind);
+/* The rate of 0-based epoch e, from base and metric[0..e), the monitored
+ * loss of each epoch before it (plateau reads it; the others do not). */
+double rnn_sched_lr(const rnn_sched_cfg *s, double base, int e, const double *metric);
+
+/* Early stopping on the monitored loss: an epoch improves when its loss is
+ * below best - min_delta; training stops after `patience` epochs without an
+ * improvement, and the weights of the best epoch are the ones kept. */
+typedef struct rnn_early_cfg {
+    int patience;           /* 0: off */
+    double min_delta;
+} rnn_early_cfg;
+
+/* The 0-based best epoch of metric[0..n) under cfg, and (in *waited) the
+ * epochs since it; -1 when n is 0. */
+int rnn_early_best(const rnn_early_cfg *cfg, const double *metric, int n, int *waited);
+
 /* ------------------------------------------------------------------ trainer */
 
 typedef struct rnn_progress {
@@ -312,6 +352,8 @@ typedef struct rnn_progress {
     double val_loss;        /* validation loss (at epoch end), NaN if none */
     int epoch_end;          /* 1 on the call after the last step of an epoch */
     double elapsed;         /* seconds */
+    double lr;              /* the learning rate of this epoch */
+    int best_epoch;         /* early stopping: the best epoch so far (1-based), else 0 */
 } rnn_progress;
 
 /* Called after every optimizer step and at each epoch end. It returns what
@@ -338,6 +380,7 @@ typedef struct rnn_train_state {
     size_t nparams;
     float *params;          /* (nparams) the weights */
     float *m, *v;           /* (nparams) optimizer moments; v NULL without Adam */
+    float *best;            /* (nparams) early stopping: the best epoch's weights, else NULL */
 } rnn_train_state;
 
 /* A checkpoint is written by the progress_ud owner from this state; the
@@ -352,6 +395,10 @@ typedef struct rnn_train_cfg {
     rnn_optim_cfg optim;
     double clip;            /* max global L2 norm, 0 = off */
     int bptt;               /* 0 full, k > 0 truncated */
+    rnn_sched_cfg sched;    /* the learning rate per epoch (optim.lr is the base) */
+    rnn_early_cfg early;    /* early stopping */
+    /* the monitored loss of schedules and early stopping is the validation
+     * loss when there is validation, else the epoch's training loss */
     uint64_t seed;          /* shuffling and the validation split */
     int threads;            /* each batch split over this many threads; <= 0: the
                              * cores this process may run on. Results are
@@ -366,12 +413,14 @@ typedef struct rnn_train_cfg {
 typedef struct rnn_train_result {
     int epochs_done;
     long steps_done;
-    double final_loss;      /* last epoch's train loss */
-    double final_val_loss;  /* NaN without validation */
+    double final_loss;      /* last epoch's train loss (early stopping: the best epoch's) */
+    double final_val_loss;  /* the same for validation; NaN without validation */
     double *loss;           /* (epochs_done) per-epoch train loss, owned */
     double *val_loss;       /* (epochs_done) per-epoch validation loss, owned */
     double seconds;
     int threads;            /* threads the batches were split over */
+    int best_epoch;         /* early stopping: the epoch whose weights were kept (1-based), else 0 */
+    int stopped_early;      /* early stopping ended the run before its last epoch */
 } rnn_train_result;
 
 void rnn_train_result_free(rnn_train_result *r);

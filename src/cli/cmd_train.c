@@ -66,8 +66,9 @@ static int on_progress(void *ud, const rnn_progress *p)
         char val[32] = "";
         if (!isnan(p->val_loss))
             snprintf(val, sizeof val, "  val %.6g", p->val_loss);
-        fprintf(stderr, "epoch %d/%d  loss %.6g%s  %.0f seq/s  eta %.0fs\n", p->epoch, p->epochs,
-                p->epoch_loss, val, rate, eta);
+        fprintf(stderr, "epoch %d/%d  loss %.6g%s  lr %.3g%s  %.0f seq/s  eta %.0fs\n", p->epoch,
+                p->epochs, p->epoch_loss, val, p->lr, p->best_epoch == p->epoch ? "  (best)" : "",
+                rate, eta);
     }
     /* interrupted: stop, after a checkpoint when there is a file for one */
     if (interrupted)
@@ -265,6 +266,9 @@ int cmd_train(int argc, char **argv)
         rc = EXIT_FAIL;
         goto out;
     }
+    if (res.stopped_early)
+        fprintf(stderr, "rnnd train: early stopping after epoch %d: no improvement since epoch %d, "
+                        "whose weights are saved\n", res.epochs_done, res.best_epoch);
     meta.created[0] = 0;
     meta.epochs += res.epochs_done;
     meta.final_loss = res.final_loss;
@@ -292,6 +296,10 @@ int cmd_train(int argc, char **argv)
         cJSON_AddNullToObject(s, "final_val_loss");
     cJSON_AddNumberToObject(s, "seconds", res.seconds);
     cJSON_AddNumberToObject(s, "threads", res.threads);
+    if (res.best_epoch > 0) {
+        cJSON_AddNumberToObject(s, "best_epoch", res.best_epoch);
+        cJSON_AddBoolToObject(s, "stopped_early", res.stopped_early);
+    }
     cJSON *l = cJSON_AddArrayToObject(s, "loss");
     for (int i = 0; i < res.epochs_done; i++)
         cJSON_AddItemToArray(l, cJSON_CreateNumber(res.loss[i]));

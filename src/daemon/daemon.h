@@ -168,6 +168,9 @@ typedef struct train_job {
     int epoch, epochs;
     long step, steps;
     double loss, val_loss;
+    double lr;                              /* the learning rate of its epoch */
+    int best_epoch;                         /* early stopping: its best epoch, else 0 */
+    int stopped_early;                      /* early stopping ended it */
     double started, finished, submitted;    /* seconds since the epoch */
     long version;                           /* the version it produced */
     char error[RNN_ERR_LEN];

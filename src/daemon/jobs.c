@@ -158,6 +158,8 @@ static int on_progress(void *ud, const rnn_progress *p)
     j->step = p->step;
     j->steps = p->steps;
     j->loss = p->epoch_end ? p->epoch_loss : p->loss;
+    j->lr = p->lr;
+    j->best_epoch = p->best_epoch;
     if (p->epoch_end) {
         j->val_loss = p->val_loss;
         job_point pt = {p->epoch, p->step, p->epoch_loss, p->val_loss, rnnd_now()};
@@ -330,6 +332,10 @@ static void run_job(job_pool *pool, train_job *j)
     if (!suspended) {
         j->state = final;
         j->version = version;
+        if (rc == 0) {
+            j->best_epoch = res.best_epoch;
+            j->stopped_early = res.stopped_early;
+        }
         j->finished = rnnd_now();
         if (final != JOB_SUCCEEDED)
             snprintf(j->error, sizeof j->error, "%s", err.msg);
@@ -561,7 +567,7 @@ int pool_submit(job_pool *p, train_job *j)
     j->id = id;
     j->submitted = rnnd_now();
     j->epochs = j->spec.train.epochs;
-    j->val_loss = NAN;
+    j->val_loss = j->lr = NAN;
     j->loss = NAN;
     p->jobs[p->njobs++] = j;
     enqueue(p, j);
@@ -598,6 +604,11 @@ static void job_json(const train_job *j, cJSON *o, int with_points)
     cJSON_AddNumberToObject(o, "steps", (double)j->steps);
     num_or_null(o, "loss", j->loss);
     num_or_null(o, "val_loss", j->val_loss);
+    num_or_null(o, "lr", j->lr);
+    if (j->best_epoch > 0) {
+        cJSON_AddNumberToObject(o, "best_epoch", j->best_epoch);
+        cJSON_AddBoolToObject(o, "stopped_early", j->stopped_early);
+    }
     /* a job cancelled while queued never started: it ran for 0 s */
     double elapsed = j->started > 0 ? (j->finished > 0 ? j->finished : now) - j->started : 0;
     cJSON_AddNumberToObject(o, "elapsed", elapsed);

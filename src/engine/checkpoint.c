@@ -2,10 +2,10 @@
  * Training checkpoints: the rnn_train_state of a run, in a file that can be
  * trusted after a crash. The layout is little-endian, fixed-width:
  *
- *   "RNNDCKP1"  fingerprint  epoch batch step  rng[4]  sum weight
- *   epochs_done has_v optim_step nparams
+ *   "RNNDCKP2"  fingerprint  epoch batch step  rng[4]  sum weight
+ *   epochs_done has_v optim_step nparams has_best
  *   loss[epochs_done] val_loss[epochs_done]  (f64)
- *   params[nparams] m[nparams] v[nparams if has_v]  (f32)
+ *   params[nparams] m[nparams] v[nparams if has_v] best[nparams if has_best]  (f32)
  *   checksum  (FNV-1a 64 of every byte before it)
  *
  * Doubles and floats are stored as their bits, so a resumed run starts from
@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char MAGIC[8] = {'R', 'N', 'N', 'D', 'C', 'K', 'P', '1'};
+static const char MAGIC[8] = {'R', 'N', 'N', 'D', 'C', 'K', 'P', '2'};
 
 /* FNV-1a 64: h = (h ^ byte) * 0x100000001b3, from 0xcbf29ce484222325 */
 static uint64_t fnv(uint64_t h, const void *p, size_t n)
@@ -41,7 +41,11 @@ uint64_t rnn_train_fingerprint(const rnn_dataset *d, const rnn_train_cfg *c, int
                              c->batch, c->shuffle, c->bptt, (int32_t)c->optim.kind,
                              c->optim.nesterov};
     const double knobs[] = {c->validation, c->clip, c->optim.lr, c->optim.momentum,
-                            c->optim.weight_decay, c->optim.beta1, c->optim.beta2, c->optim.eps};
+                            c->optim.weight_decay, c->optim.beta1, c->optim.beta2, c->optim.eps,
+                            c->sched.kind, c->sched.step_size, c->sched.gamma, c->sched.t_max,
+                            c->sched.eta_min, c->sched.factor, c->sched.patience,
+                            c->sched.threshold, c->sched.cooldown, c->sched.min_lr,
+                            c->early.patience, c->early.min_delta};
     uint64_t h = fnv(FNV0, shape, sizeof shape);
     h = fnv(h, knobs, sizeof knobs);
     h = fnv(h, &c->seed, sizeof c->seed);
@@ -61,21 +65,24 @@ typedef struct head {
     double sum, weight;
     int64_t epochs_done, has_v, optim_step;
     uint64_t nparams;
+    int64_t has_best;
 } head;
 
 int rnn_train_state_save(const char *path, const rnn_train_state *st, rnn_err *err)
 {
     head h = {st->fingerprint, st->epoch, st->batch, st->step,
               {st->rng.s[0], st->rng.s[1], st->rng.s[2], st->rng.s[3]},
-              st->sum, st->weight, st->epochs_done, st->v != NULL, st->optim_step, st->nparams};
+              st->sum, st->weight, st->epochs_done, st->v != NULL, st->optim_step, st->nparams,
+              st->best != NULL};
     const size_t nl = (size_t)st->epochs_done * sizeof(double), np = st->nparams * sizeof(float);
     rnn_span parts[9] = {{MAGIC, sizeof MAGIC}, {&h, sizeof h}, {st->loss, nl},
-                         {st->val_loss, nl}, {st->params, np}, {st->m, np}, {st->v, st->v ? np : 0}};
+                         {st->val_loss, nl}, {st->params, np}, {st->m, np}, {st->v, st->v ? np : 0},
+                         {st->best, st->best ? np : 0}};
     uint64_t sum = FNV0;
-    for (int i = 0; i < 7; i++)
+    for (int i = 0; i < 8; i++)
         if (parts[i].n) sum = fnv(sum, parts[i].p, parts[i].n);
-    parts[7] = (rnn_span){&sum, sizeof sum};
-    return rnn_file_replace(path, parts, 8, err);
+    parts[8] = (rnn_span){&sum, sizeof sum};
+    return rnn_file_replace(path, parts, 9, err);
 }
 
 void rnn_train_state_free(rnn_train_state *st)
@@ -85,6 +92,7 @@ void rnn_train_state_free(rnn_train_state *st)
     free(st->params);
     free(st->m);
     free(st->v);
+    free(st->best);
     memset(st, 0, sizeof *st);
 }
 
@@ -110,6 +118,11 @@ int rnn_train_state_load(const char *path, rnn_train_state *st, rnn_err *err)
     int rc = -1;
     head h;
     const size_t fixed = sizeof MAGIC + sizeof h + sizeof(uint64_t);
+    if (len >= sizeof MAGIC && !memcmp(buf, MAGIC, sizeof MAGIC - 1) && buf[sizeof MAGIC - 1] != MAGIC[7]) {
+        rnn_fail(err, "%s: a checkpoint of another rnnd version (format %c, this one reads %c)",
+                 path, buf[sizeof MAGIC - 1], MAGIC[7]);
+        goto out;
+    }
     if (len < fixed || memcmp(buf, MAGIC, sizeof MAGIC)) {
         rnn_fail(err, "%s: not an rnnd checkpoint", path);
         goto out;
@@ -117,7 +130,7 @@ int rnn_train_state_load(const char *path, rnn_train_state *st, rnn_err *err)
     memcpy(&h, buf + sizeof MAGIC, sizeof h);
     /* the sizes the head promises must be what the file holds */
     const double want = fixed + 2.0 * (double)h.epochs_done * sizeof(double) +
-                        (2.0 + (h.has_v != 0)) * (double)h.nparams * sizeof(float);
+                        (2.0 + (h.has_v != 0) + (h.has_best != 0)) * (double)h.nparams * sizeof(float);
     if (h.epochs_done < 0 || h.epochs_done > INT32_MAX || h.nparams > ((uint64_t)1 << 40) ||
         want != (double)len) {
         rnn_fail(err, "%s: truncated or corrupt checkpoint (%zu bytes)", path, len);
@@ -147,6 +160,7 @@ int rnn_train_state_load(const char *path, rnn_train_state *st, rnn_err *err)
     st->params = take(&p, np, &oom);
     st->m = take(&p, np, &oom);
     st->v = h.has_v ? take(&p, np, &oom) : NULL;
+    st->best = h.has_best ? take(&p, np, &oom) : NULL;
     if (oom) {
         rnn_train_state_free(st);
         rnn_fail(err, "%s: out of memory", path);

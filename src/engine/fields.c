@@ -37,6 +37,8 @@ static const rnn_field fields[] = {
     {"job", "clip", RNN_F_NUM, 0, 1e9, "0", "largest global L2 norm of the gradient; 0: no clipping"},
     {"job", "bptt", RNN_F_INT, 0, 1000000, "0", "truncated backpropagation every k steps; 0: through the whole sequence"},
     {"job", "from_scratch", RNN_F_BOOL, 0, 0, "false", "POST /train: train a new model even when one of that name is served"},
+    {"job", "lr_schedule", RNN_F_OBJ, 0, 0, "(none)", "the learning rate per epoch: step, cosine or plateau (below)"},
+    {"job", "early_stopping", RNN_F_OBJ, 0, 0, "(none)", "stop when the loss stops improving, keeping the best epoch's weights (below)"},
     {"init", "seed", RNN_F_LONG, 0, SEED_MAX, "1", "seed of the initial weights, the shuffles and the validation split"},
     {"init", "recurrent", RNN_F_STR, 0, 0, "default", "default, identity or orthogonal recurrent weights"},
     {"optimizer", "name", RNN_F_STR, 0, 0, "adam", "sgd, or adam (adamw: the same, decoupled weight decay)"},
@@ -47,6 +49,19 @@ static const rnn_field fields[] = {
     {"optimizer", "beta1", RNN_F_NUM, 0, 0.9999999, "0.9", "adam only"},
     {"optimizer", "beta2", RNN_F_NUM, 0, 0.9999999, "0.999", "adam only"},
     {"optimizer", "eps", RNN_F_NUM, 1e-30, 1, "1e-8", "adam only"},
+    /* schedules and early stopping watch the validation loss, or the training loss without validation */
+    {"lr_schedule", "name", RNN_F_STR, 0, 0, "(required)", "step (StepLR), cosine (CosineAnnealingLR) or plateau (ReduceLROnPlateau)"},
+    {"lr_schedule", "step_size", RNN_F_INT, 1, 1000000, "(required)", "step: epochs between two decays"},
+    {"lr_schedule", "gamma", RNN_F_NUM, 1e-12, 10, "0.1", "step: factor of each decay"},
+    {"lr_schedule", "t_max", RNN_F_INT, 1, 1000000, "epochs", "cosine: epochs from the base rate down to eta_min"},
+    {"lr_schedule", "eta_min", RNN_F_NUM, 0, 100, "0", "cosine: the lowest rate"},
+    {"lr_schedule", "factor", RNN_F_NUM, 1e-12, 0.999999, "0.1", "plateau: factor of each reduction"},
+    {"lr_schedule", "patience", RNN_F_INT, 0, 1000000, "10", "plateau: epochs without improvement before a reduction"},
+    {"lr_schedule", "threshold", RNN_F_NUM, 0, 1, "1e-4", "plateau: an improvement beats the best loss by this fraction"},
+    {"lr_schedule", "cooldown", RNN_F_INT, 0, 1000000, "0", "plateau: epochs after a reduction before counting again"},
+    {"lr_schedule", "min_lr", RNN_F_NUM, 0, 100, "0", "plateau: the lowest rate"},
+    {"early_stopping", "patience", RNN_F_INT, 1, 1000000, "(required)", "epochs without improvement before training stops"},
+    {"early_stopping", "min_delta", RNN_F_NUM, 0, 1e30, "0", "an improvement lowers the best loss by more than this"},
     /* the shapes of "data" */
     {"data.sequences", "sequences", RNN_F_ANY, 0, 0, "(required)", "sequences: arrays of steps, each a number or input_size numbers (or a string for text)"},
     {"data.sequences", "targets", RNN_F_ANY, 0, 0, "(required)", "one target per sequence (many_to_many: per step)"},
@@ -86,7 +101,8 @@ static const rnn_field fields[] = {
 };
 #define NFIELDS (sizeof fields / sizeof fields[0])
 
-const char *const rnn_field_scopes[] = {"job", "init", "optimizer", "data.sequences", "data.series",
+const char *const rnn_field_scopes[] = {"job", "init", "optimizer", "lr_schedule", "early_stopping",
+                                        "data.sequences", "data.series",
                                         "data.text", "data.file", "data.generator", "predict",
                                         "rnnd.config", NULL};
 

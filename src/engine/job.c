@@ -49,6 +49,76 @@ void rnn_job_free(rnn_job *job)
      : fn(s, out) ? rnn_fail(err, "%s: must be one of %s, got \"%s\"", key, choices, s)     \
                   : (*(has) = 1, 0))
 
+/* Which lr_schedule keys each schedule takes; the others are refused. */
+static const struct {
+    const char *name;
+    rnn_sched_kind kind;
+    const char *keys[6];
+} schedules[] = {
+    {"step", RNN_SCHED_STEP, {"step_size", "gamma"}},
+    {"cosine", RNN_SCHED_COSINE, {"t_max", "eta_min"}},
+    {"plateau", RNN_SCHED_PLATEAU, {"factor", "patience", "threshold", "cooldown", "min_lr"}},
+};
+#define NSCHED (int)(sizeof schedules / sizeof schedules[0])
+
+static int sched_takes(int k, const char *key)
+{
+    if (!strcmp(key, "name"))
+        return 1;
+    for (int i = 0; i < 6 && schedules[k].keys[i]; i++)
+        if (!strcmp(schedules[k].keys[i], key))
+            return 1;
+    return 0;
+}
+
+/* "lr_schedule": {"name": ..., its keys}; t_max defaults to the epochs. */
+static int parse_sched(const cJSON *o, int epochs, rnn_sched_cfg *sc, rnn_err *err)
+{
+    const char *name = NULL;
+    if (rnn_fields_only(o, "lr_schedule", err) || rnn_field_get(o, "lr_schedule", "name", &name, err) < 0)
+        return -1;
+    if (!name)
+        return rnn_fail(err, "lr_schedule.name: missing (step, cosine or plateau)");
+    int k = 0;
+    while (k < NSCHED && strcmp(schedules[k].name, name))
+        k++;
+    if (k == NSCHED)
+        return rnn_fail(err, "lr_schedule.name: must be one of step, cosine, plateau, got \"%.40s\"", name);
+    for (const cJSON *it = o->child; it; it = it->next)
+        if (!sched_takes(k, it->string))
+            return rnn_fail(err, "lr_schedule.%s: not a key of the %s schedule", it->string, name);
+    rnn_sched_defaults(sc, schedules[k].kind);
+    sc->t_max = epochs > 0 ? epochs : 1;
+    int r;
+    if ((r = rnn_field_get(o, "lr_schedule", "step_size", &sc->step_size, err)) < 0)
+        return -1;
+    if (sc->kind == RNN_SCHED_STEP && r == 0)
+        return rnn_fail(err, "lr_schedule.step_size: missing (epochs between two decays)");
+    if (rnn_field_get(o, "lr_schedule", "gamma", &sc->gamma, err) < 0 ||
+        rnn_field_get(o, "lr_schedule", "t_max", &sc->t_max, err) < 0 ||
+        rnn_field_get(o, "lr_schedule", "eta_min", &sc->eta_min, err) < 0 ||
+        rnn_field_get(o, "lr_schedule", "factor", &sc->factor, err) < 0 ||
+        rnn_field_get(o, "lr_schedule", "patience", &sc->patience, err) < 0 ||
+        rnn_field_get(o, "lr_schedule", "threshold", &sc->threshold, err) < 0 ||
+        rnn_field_get(o, "lr_schedule", "cooldown", &sc->cooldown, err) < 0 ||
+        rnn_field_get(o, "lr_schedule", "min_lr", &sc->min_lr, err) < 0)
+        return -1;
+    return 0;
+}
+
+/* "early_stopping": {"patience": P, "min_delta": D}. */
+static int parse_early(const cJSON *o, rnn_early_cfg *ec, rnn_err *err)
+{
+    int r;
+    if (rnn_fields_only(o, "early_stopping", err) ||
+        (r = rnn_field_get(o, "early_stopping", "patience", &ec->patience, err)) < 0 ||
+        rnn_field_get(o, "early_stopping", "min_delta", &ec->min_delta, err) < 0)
+        return -1;
+    if (r == 0)
+        return rnn_fail(err, "early_stopping.patience: missing (epochs without improvement before stopping)");
+    return 0;
+}
+
 int rnn_job_parse(rnn_job *job, const char *json, size_t len, rnn_err *err)
 {
     memset(job, 0, sizeof *job);
@@ -181,6 +251,13 @@ int rnn_job_parse(rnn_job *job, const char *json, size_t len, rnn_err *err)
                 }
         }
     }
+
+    if ((r = rnn_field_get(root, "job", "lr_schedule", &o, err)) < 0 ||
+        (r > 0 && parse_sched(o, t->epochs, &t->sched, err)))
+        goto out;
+    if ((r = rnn_field_get(root, "job", "early_stopping", &o, err)) < 0 ||
+        (r > 0 && parse_early(o, &t->early, err)))
+        goto out;
 
     cJSON *data = cJSON_DetachItemFromObjectCaseSensitive(root, "data");
     if (!data) {

@@ -2,8 +2,12 @@
  * The trainer: minibatches of equal-length sequences, optional shuffling and
  * a validation split, gradient clipping, an optimizer step per batch, and a
  * progress callback after every step (the daemon streams loss and cancels
- * jobs through it). A non-finite loss or gradient stops training with the
- * epoch and step named, and the weights of the last good step restored.
+ * jobs through it). Each epoch takes its learning rate from the schedule
+ * and, with early stopping, the run ends once the monitored loss has not
+ * improved for `patience` epochs, keeping the best epoch's weights (both
+ * read the loss history: sched.c). A non-finite loss or gradient stops
+ * training with the epoch and step named, and the weights of the last good
+ * step restored.
  */
 #include "internal.h"
 
@@ -126,7 +130,7 @@ static int resume_from(const rnn_train_state *r, rnn_train_state *st, rnn_optim 
                        int epochs, rnn_err *err)
 {
     if (r->fingerprint != st->fingerprint || r->nparams != st->nparams || !r->params || !r->m ||
-        (r->v != NULL) != (opt->v != NULL))
+        (r->v != NULL) != (opt->v != NULL) || (r->best != NULL) != (st->best != NULL))
         return rnn_fail(err, "resume: the checkpoint is of another run (its data, settings, "
                              "model or thread count differ)");
     if (r->epochs_done > epochs || r->epochs_done != r->epoch - 1 || r->batch < 0 ||
@@ -137,6 +141,8 @@ static int resume_from(const rnn_train_state *r, rnn_train_state *st, rnn_optim 
     memcpy(opt->m, r->m, r->nparams * sizeof(float));
     if (opt->v)
         memcpy(opt->v, r->v, r->nparams * sizeof(float));
+    if (st->best)
+        memcpy(st->best, r->best, r->nparams * sizeof(float));
     opt->step = r->optim_step;
     for (int i = 0; i < r->epochs_done; i++) {
         st->loss[i] = r->loss[i];
@@ -181,12 +187,15 @@ int rnn_train(rnn_model *m, const rnn_dataset *d, const rnn_train_cfg *cfg,
     int *start = malloc((size_t)n * sizeof(int)), *count = malloc((size_t)n * sizeof(int));
     int *order = malloc((size_t)n * sizeof(int));
     float *good = rnn_falloc(m->nparams);
+    const int early = cfg->early.patience > 0;
+    float *best = early ? rnn_falloc(m->nparams) : NULL;
     rnn_optim opt;
     memset(&opt, 0, sizeof opt);
     rnn_team *team = NULL;
     res->loss = rnn_xcalloc((size_t)cfg->epochs, sizeof(double));
     res->val_loss = rnn_xcalloc((size_t)cfg->epochs, sizeof(double));
-    if (!all || !tmp || !start || !count || !order || !good || !res->loss || !res->val_loss) {
+    if (!all || !tmp || !start || !count || !order || !good || (early && !best) || !res->loss ||
+        !res->val_loss) {
         rnn_fail(err, "out of memory for training");
         goto out;
     }
@@ -223,7 +232,10 @@ int rnn_train(rnn_model *m, const rnn_dataset *d, const rnn_train_cfg *cfg,
     /* the state a checkpoint is written from: the trainer's own buffers */
     rnn_train_state st = {.fingerprint = rnn_train_fingerprint(d, cfg, res->threads),
                           .epoch = 1, .nparams = m->nparams, .params = m->params,
-                          .m = opt.m, .v = opt.v, .loss = res->loss, .val_loss = res->val_loss};
+                          .m = opt.m, .v = opt.v, .best = best, .loss = res->loss,
+                          .val_loss = res->val_loss};
+    /* the loss schedules and early stopping watch */
+    const double *watched = nval > 0 ? res->val_loss : res->loss;
     if (cfg->resume && resume_from(cfg->resume, &st, &opt, nb, cfg->epochs, err))
         goto out_border;
     memcpy(good, m->params, m->nparams * sizeof(float));
@@ -238,6 +250,13 @@ int rnn_train(rnn_model *m, const rnn_dataset *d, const rnn_train_cfg *cfg,
         st.rng = rng;
     rc = 0;
     for (int ep = st.epoch; ep <= cfg->epochs && rc == 0; ep++) {
+        int waited = 0;
+        if (early && rnn_early_best(&cfg->early, watched, ep - 1, &waited) >= 0 &&
+            waited >= cfg->early.patience) {
+            res->stopped_early = 1;
+            break;
+        }
+        opt.cfg.lr = pr.lr = rnn_sched_lr(&cfg->sched, cfg->optim.lr, ep - 1, watched);
         /* st holds the generator at this epoch's start: a resumed epoch
          * replays the same shuffles, then skips the batches it has done */
         rng = st.rng;
@@ -314,6 +333,11 @@ int rnn_train(rnn_model *m, const rnn_dataset *d, const rnn_train_cfg *cfg,
         pr.epoch_loss = res->loss[ep - 1];
         pr.val_loss = res->val_loss[ep - 1];
         pr.elapsed = now_seconds() - t0;
+        if (early) {
+            pr.best_epoch = rnn_early_best(&cfg->early, watched, ep, NULL) + 1;
+            if (pr.best_epoch == ep)
+                memcpy(best, m->params, m->nparams * sizeof(float));
+        }
         /* every epoch end is a checkpoint: the next epoch from its start */
         st.epoch = ep + 1;
         st.batch = 0;
@@ -337,6 +361,14 @@ int rnn_train(rnn_model *m, const rnn_dataset *d, const rnn_train_cfg *cfg,
         if (!finite)
             memcpy(m->params, good, m->nparams * sizeof(float));
     }
+    if (rc == 0 && early && res->epochs_done > 0) {
+        /* the best epoch's weights are the result, with its losses */
+        const int b = rnn_early_best(&cfg->early, watched, res->epochs_done, NULL);
+        memcpy(m->params, best, m->nparams * sizeof(float));
+        res->best_epoch = b + 1;
+        res->final_loss = res->loss[b];
+        res->final_val_loss = res->val_loss[b];
+    }
     res->steps_done = pr.step;
 out_border:
     free(border);
@@ -344,6 +376,6 @@ out:
     res->seconds = now_seconds() - t0;
     rnn_team_free(team);
     rnn_optim_free(&opt);
-    free(all); free(tmp); free(start); free(count); free(order); free(good);
+    free(all); free(tmp); free(start); free(count); free(order); free(good); free(best);
     return rc;
 }

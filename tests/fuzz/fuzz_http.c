@@ -12,6 +12,7 @@
 #include "http.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -98,8 +99,11 @@ static void setup(void)
 
 /* Sends the bytes as one connection and reads the reply to its end; -2
  * when the connection cannot be made (the client's ports, not the daemon:
- * thousands of connections a second leave the ephemeral range short). The
- * socket is closed with a reset, so it leaves no TIME_WAIT behind. */
+ * thousands of connections a second leave the ephemeral range short), -3
+ * when nothing came back in 3 s or the connection was reset. libFuzzer's
+ * timeout timer (SIGALRM, every second) interrupts send and recv, which
+ * are then retried: an EINTR taken for silence was this target's only
+ * failure. The socket is closed with a reset, leaving no TIME_WAIT. */
 static long exchange(const uint8_t *data, size_t size, char *head, size_t headlen)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -114,6 +118,8 @@ static long exchange(const uint8_t *data, size_t size, char *head, size_t headle
     size_t off = 0;
     while (off < size) {
         const ssize_t w = send(fd, data + off, size - off, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
         if (w <= 0)
             break;
         off += (size_t)w;
@@ -122,7 +128,9 @@ static long exchange(const uint8_t *data, size_t size, char *head, size_t headle
     char buf[4096];
     long total = 0;
     ssize_t r;
-    while ((r = recv(fd, buf, sizeof buf, 0)) > 0) {
+    while ((r = recv(fd, buf, sizeof buf, 0)) > 0 || (r < 0 && errno == EINTR)) {
+        if (r < 0)
+            continue;
         if (head && total == 0) {
             const size_t n = (size_t)r < headlen - 1 ? (size_t)r : headlen - 1;
             memcpy(head, buf, n);
@@ -130,6 +138,8 @@ static long exchange(const uint8_t *data, size_t size, char *head, size_t headle
         }
         total += r;
     }
+    if (r < 0 && total == 0)
+        total = -3; /* nothing came in the 3 s of SO_RCVTIMEO */
     const struct linger reset = {1, 0};
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
     close(fd);
@@ -143,15 +153,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* and the daemon still answers */
     static const char health[] = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     char head[64] = "";
-    for (int i = 0; i < 100 && exchange((const uint8_t *)health, sizeof health - 1, head, sizeof head) == -2; i++)
-        usleep(10000);
+    long got = -2;
+    for (int i = 0; i < 100 && got == -2; i++) {
+        if (i) usleep(10000);
+        got = exchange((const uint8_t *)health, sizeof health - 1, head, sizeof head);
+    }
     if (strncmp(head, "HTTP/1.1 200", 12)) {
         /* say whether the daemon is gone or was only slow, then fail */
         char again[64] = "";
         usleep(500000);
         const long n = exchange((const uint8_t *)health, sizeof health - 1, again, sizeof again);
-        fprintf(stderr, "fuzz_http: /healthz answered \"%.40s\" after the input; 0.5 s later "
-                        "%ld bytes, \"%.20s\"\n", head, n, again);
+        fprintf(stderr, "fuzz_http: /healthz answered %ld bytes \"%.40s\" after the input; 0.5 s later "
+                        "%ld bytes, \"%.20s\"\n", got, head, n, again);
         abort();
     }
     return 0;

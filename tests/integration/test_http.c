@@ -346,6 +346,31 @@ START_TEST(test_job_life_and_swap)
 }
 END_TEST
 
+/* A job with a schedule and early stopping reports its rate, its best
+ * epoch and that it stopped; a schedule of the wrong shape is a 422 naming
+ * the key. */
+START_TEST(test_job_controls)
+{
+    const char *job = "{\"model\": \"es\", \"cell\": \"gru\", \"hidden\": 8, \"data\": {\"generator\": \"sine\","
+                      " \"samples\": 48, \"window\": 8}, \"epochs\": 200, \"validation\": 0.25, \"shuffle\": false,"
+                      " \"optimizer\": {\"name\": \"adam\", \"lr\": 0.05},"
+                      " \"lr_schedule\": {\"name\": \"plateau\", \"patience\": 1, \"factor\": 0.5},"
+                      " \"early_stopping\": {\"patience\": 3, \"min_delta\": 1e-5}}";
+    cJSON *o = wait_job(submit(job, 202), 60);
+    ck_assert_msg(!strcmp(status_of(o), "succeeded"), "%s", cJSON_PrintUnformatted(o));
+    const int epoch = (int)num(o, "epoch"), best = (int)num(o, "best_epoch");
+    const cJSON *stopped = cJSON_GetObjectItem(o, "stopped_early");
+    printf("  job with plateau and early stopping: stopped at epoch %d of 200, best %d, lr %g\n", epoch,
+           best, num(o, "lr"));
+    ck_assert_msg(epoch < 200 && best == epoch - 3 && cJSON_IsTrue(stopped), "epoch %d best %d", epoch, best);
+    ck_assert_msg(num(o, "lr") < 0.05, "the plateau schedule never lowered the rate: %g", num(o, "lr"));
+    cJSON_Delete(o);
+    resp r = post("/train", "{\"model\": \"es\", \"data\": {\"generator\": \"sine\", \"window\": 5},"
+                  " \"lr_schedule\": {\"name\": \"cosine\", \"step_size\": 3}}");
+    expect_error(r, 422, "lr_schedule.step_size: not a key of the cosine schedule");
+}
+END_TEST
+
 START_TEST(test_cancel_queue_and_429)
 {
     /* one worker (default) and a queue of 1 (this daemon's flag) */
@@ -845,6 +870,7 @@ Suite *http_suite(void)
     tcase_add_test(tc, test_predict_work_bound);
     tcase_add_test(tc, test_dynamic_batching);
     tcase_add_test(tc, test_job_life_and_swap);
+    tcase_add_test(tc, test_job_controls);
     tcase_add_test(tc, test_cancel_queue_and_429);
     tcase_add_test(tc, test_job_data_bounded);
     tcase_add_test(tc, test_swap_under_load);

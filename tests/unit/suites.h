@@ -12,5 +12,6 @@ Suite *optim_suite(void);
 Suite *io_suite(void);
 Suite *cli_suite(void);
 Suite *checkpoint_suite(void);
+Suite *controls_suite(void);
 
 #endif

@@ -1,8 +1,9 @@
 /* Checkpoints: a run suspended anywhere (mid-epoch or at an epoch end),
  * written to a file, loaded and resumed ends with the bits of a run that
  * never stopped, for Adam and for SGD with momentum, on one thread and on
- * two; a checkpoint of another run, a truncated one and a corrupt one are
- * refused by name. */
+ * two, and with a plateau schedule and early stopping (whose best weights
+ * the checkpoint carries); a checkpoint of another run, a truncated one, a
+ * corrupt one and one of the older format are refused by name. */
 #include "suites.h"
 #include "rnn/io.h"
 #include "rnn/rnn.h"
@@ -37,9 +38,15 @@ static void save_state(void *ud, const rnn_train_state *st)
     s->written++;
 }
 
-/* A GRU on the sine wave with a validation split and shuffling. */
-static void setup(rnn_model *m, rnn_dataset *d, rnn_train_cfg *tc, int adam, int threads)
+enum { SGD, ADAM, ADAM_CONTROLLED };
+
+/* A GRU on the sine wave with a validation split and shuffling; the
+ * controlled run halves its rate on every epoch that does not improve and
+ * stops two epochs after its first (min_delta is out of reach), keeping
+ * epoch 1's weights. */
+static void setup(rnn_model *m, rnn_dataset *d, rnn_train_cfg *tc, int kind, int threads)
 {
+    const int adam = kind != SGD;
     rnn_config cfg = {RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, RNN_CELL_GRU, RNN_ACT_TANH, 1, 16, 2, 1, 0, 0};
     rnn_err err;
     ck_assert(rnn_model_init(m, &cfg, &err) == 0);
@@ -58,6 +65,13 @@ static void setup(rnn_model *m, rnn_dataset *d, rnn_train_cfg *tc, int adam, int
     rnn_optim_defaults(&tc->optim, adam ? RNN_OPT_ADAM : RNN_OPT_SGD);
     if (!adam)
         tc->optim.momentum = 0.9;
+    if (kind == ADAM_CONTROLLED) {
+        tc->epochs = 6;
+        rnn_sched_defaults(&tc->sched, RNN_SCHED_PLATEAU);
+        tc->sched.patience = 0;
+        tc->sched.factor = 0.5;
+        tc->early = (rnn_early_cfg){2, 1e9};
+    }
 }
 
 /* Trains to the end, or until the stopper suspends it; returns rnn_train's code. */
@@ -73,6 +87,10 @@ static int run(rnn_model *m, int adam, int threads, stopper *s, const rnn_train_
     tc.checkpoint = save_state;
     tc.resume = resume;
     const int rc = rnn_train(m, &d, &tc, res, &err);
+    if (adam == ADAM_CONTROLLED && rc == 0)
+        ck_assert_msg(res->stopped_early && res->best_epoch == 1 && res->epochs_done == 3,
+                      "stopped early %d, best epoch %d of %d", res->stopped_early, res->best_epoch,
+                      res->epochs_done);
     ck_assert_msg(rc >= 0, "%s", err.msg);
     rnn_dataset_free(&d);
     return rc;
@@ -96,7 +114,7 @@ static void check_resume(int adam, int threads, long at, int at_epoch_end)
     stopper go = {0, 0, path, 0};
     ck_assert_int_eq(run(&resumed, adam, threads, &go, &st, &rr), 0);
     printf("  resume %s threads=%d at step %ld%s (epoch %d batch %d): final loss %.9g vs %.9g\n",
-           adam ? "adam" : "sgd", threads, at, at_epoch_end ? " epoch end" : "", st.epoch, st.batch,
+           adam == ADAM_CONTROLLED ? "adam+plateau+early" : adam ? "adam" : "sgd", threads, at, at_epoch_end ? " epoch end" : "", st.epoch, st.batch,
            rr.final_loss, rw.final_loss);
     ck_assert_msg(memcmp(resumed.params, whole.params, whole.nparams * sizeof(float)) == 0,
                   "resumed weights differ from the uninterrupted run's");
@@ -120,6 +138,8 @@ START_TEST(test_resume_bitwise)
     check_resume(1, 1, 9, 1);     /* end of epoch 1 */
     check_resume(0, 1, 22, 0);    /* SGD with momentum, epoch 3 */
     check_resume(1, 2, 17, 0);    /* two threads */
+    check_resume(ADAM_CONTROLLED, 1, 13, 0);  /* mid-epoch 2, the best weights in the checkpoint */
+    check_resume(ADAM_CONTROLLED, 1, 27, 1);  /* end of epoch 3: only the stop is left */
 }
 END_TEST
 
@@ -176,6 +196,12 @@ START_TEST(test_checkpoint_refused)
     fclose(f);
     ck_assert_int_eq(rnn_train_state_load(path, &st, &err), -1);
     ck_assert_msg(strstr(err.msg, "not an rnnd checkpoint"), "%s", err.msg);
+    memcpy(buf, "RNNDCKP1", 8);
+    f = fopen(path, "wb");
+    fwrite(buf, 1, n, f);
+    fclose(f);
+    ck_assert_int_eq(rnn_train_state_load(path, &st, &err), -1);
+    ck_assert_msg(strstr(err.msg, "another rnnd version"), "%s", err.msg);
     unlink(path);
     rnn_model_free(&m);
     rnn_model_free(&other);

@@ -2,6 +2,7 @@
  * Also the PyTorch interop vectors of tests/ref/models: `rnnd predict`
  * must reproduce PyTorch's replies, and `rnnd train --init` one SGD step. */
 #include "suites.h"
+#include "rnn/fields.h"
 #include "refcase.h"
 #include "rnn/io.h"
 
@@ -172,6 +173,7 @@ START_TEST(test_docs_hold_the_field_table)
 {
     const char *docs[] = {"README.md", "docs/engine.md", "docs/http-api.md", "docs/model-format.md"};
     int blocks = 0;
+    char seen[1024] = " ";
     for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
         FILE *f = fopen(docs[i], "rb");
         ck_assert_msg(f, "%s: missing (run from the project root)", docs[i]);
@@ -181,7 +183,9 @@ START_TEST(test_docs_hold_the_field_table)
         text[n] = 0;
         for (char *p = strstr(text, "<!-- keys "); p; p = strstr(p + 1, "<!-- keys ")) {
             char scope[64];
-            ck_assert(sscanf(p, "<!-- keys %63[a-z.] -->", scope) == 1);
+            ck_assert(sscanf(p, "<!-- keys %63[a-z._] -->", scope) == 1);
+            strncat(seen, scope, sizeof seen - strlen(seen) - 2);
+            strcat(seen, " ");
             char *body = strchr(p, '\n') + 1, *end = strstr(body, "<!-- /keys -->");
             ck_assert_msg(end, "%s: <!-- keys %s --> has no end", docs[i], scope);
             ck_assert_int_eq(run("keys %s", scope), 0);
@@ -192,7 +196,14 @@ START_TEST(test_docs_hold_the_field_table)
             blocks++;
         }
     }
-    ck_assert_int_eq(blocks, 11);
+    /* every scope of the table, and the daemon's settings, have theirs */
+    for (const char *const *sc = rnn_field_scopes; *sc; sc++) {
+        char word[80];
+        snprintf(word, sizeof word, " %s ", *sc);
+        ck_assert_msg(strstr(seen, word), "no document holds the table of %s", *sc);
+    }
+    ck_assert_msg(strstr(seen, " serve "), "no document holds the daemon's settings");
+    ck_assert_int_eq(blocks, 13);
     ck_assert_int_eq(run("keys nosuch"), 2);
 }
 END_TEST
