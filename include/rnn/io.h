@@ -34,12 +34,18 @@ typedef struct rnn_meta {
     int nhistory;
     double *loss;           /* (nhistory) per-epoch train loss */
     double *val_loss;       /* (nhistory) per-epoch validation loss, NaN where none */
+    rnn_series series;      /* a series model's columns and z-score statistics
+                             * ("rnnd.series"); ncolumns 0 when none */
 } rnn_meta;
 
 void rnn_meta_init(rnn_meta *meta);
 void rnn_meta_free(rnn_meta *meta);
 /* Deep copy into an uninitialised dst; 0 or -1 (out of memory). */
 int rnn_meta_copy(rnn_meta *dst, const rnn_meta *src);
+/* What a model trained on d must carry that meta lacks: the vocabulary,
+ * the labels and the series' columns and statistics (taken from d, which
+ * keeps its data); 0 or -1 (out of memory). */
+int rnn_meta_take_data(rnn_meta *meta, rnn_dataset *d);
 /* Appends epochs to the history (fine-tuning keeps the earlier ones). The
  * history keeps at most max_points points: when full, every other point is
  * dropped, so the whole run stays visible at a coarser step. */

@@ -25,6 +25,8 @@ typedef struct rnn_job {
     int from_scratch;
     char *labels_json;          /* classify labels as a JSON array, or NULL */
     void *data;                 /* the "data" object (cJSON), owned */
+    const rnn_series *base_series; /* fine-tuning a series model: its columns and
+                                    * statistics, set before rnn_job_dataset (not owned) */
 } rnn_job;
 
 enum { RNN_JOB_HAS_TASK, RNN_JOB_HAS_MODE, RNN_JOB_HAS_CELL, RNN_JOB_HAS_ACT,

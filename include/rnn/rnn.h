@@ -253,6 +253,26 @@ double rnn_clip_grad(float *grads, size_t n, double max_norm);
 
 /* ------------------------------------------------------------------ datasets */
 
+/* The columns of a series a model reads and predicts, and their z-score
+ * statistics ("rnnd.series" in a model file): what a model trained on one
+ * needs to take requests, and answer, in the data's own units. */
+typedef struct rnn_series {
+    int ncolumns;           /* X, the input columns; 0: no series */
+    char **columns;         /* (ncolumns) names from a CSV header, or NULL */
+    int ntarget;            /* O */
+    int *target;            /* (ntarget) the predicted columns, indices into the inputs */
+    double *mean, *std;     /* (ncolumns) z-score statistics, or NULL: raw units */
+} rnn_series;
+
+void rnn_series_free(rnn_series *s);
+/* Deep copy into an uninitialised dst; 0 or -1 (out of memory). */
+int rnn_series_copy(rnn_series *dst, const rnn_series *src);
+/* In place: x = (x - mean) / std on n rows of the ncolumns inputs, and
+ * back, y = y std + mean, on n rows of the ntarget outputs. No-ops in raw
+ * units. */
+void rnn_series_scale(const rnn_series *s, float *x, size_t n);
+void rnn_series_unscale(const rnn_series *s, float *y, size_t n);
+
 /* Sequences with their targets, stored sample-major. Sequences may differ in
  * length; batches are formed from sequences of equal length. */
 typedef struct rnn_dataset {
@@ -271,6 +291,9 @@ typedef struct rnn_dataset {
     int vocab_n;            /* V for charlm */
     int nlabels;
     char **labels;          /* classify: optional label names */
+    int in_time;            /* windows of one series in time order: validation
+                             * takes the last ones (see rnn_train_cfg.val_split) */
+    rnn_series series;      /* of a series' windows: its columns (and statistics) */
 } rnn_dataset;
 
 void rnn_dataset_free(rnn_dataset *d);
@@ -281,6 +304,10 @@ double rnn_dataset_bytes(double n, double steps, int X, int O, rnn_task task, rn
  * (many_to_one) or, for many_to_many, the window shifted by one step. */
 int rnn_dataset_from_series(rnn_dataset *d, const float *series, size_t n, int window,
                             rnn_mode mode, rnn_err *err);
+/* The same for n rows of C columns (row-major): windows of T rows predict
+ * the O target columns of the next row (or of each next row). */
+int rnn_dataset_from_rows(rnn_dataset *d, const float *rows, size_t n, int C, const int *target,
+                          int O, int window, rnn_mode mode, rnn_err *err);
 /* The built-in sine wave (seed 000 of the project's notes): `samples`
  * windows of `window` values of sin, predicting the next value. */
 int rnn_dataset_sine(rnn_dataset *d, int samples, int window, rnn_mode mode, rnn_err *err);
@@ -361,6 +388,7 @@ typedef struct rnn_progress {
  * checkpoint and go on, or write a checkpoint and stop (rnn_train returns 2,
  * "suspended", to be resumed from that checkpoint). */
 enum { RNN_TRAIN_GO, RNN_TRAIN_CANCEL, RNN_TRAIN_CHECKPOINT, RNN_TRAIN_SUSPEND };
+enum { RNN_VAL_AUTO, RNN_VAL_LAST, RNN_VAL_RANDOM };
 typedef int (*rnn_progress_fn)(void *ud, const rnn_progress *p);
 
 /* Where a run stands between two optimizer steps. With the same data, train
@@ -392,6 +420,8 @@ typedef struct rnn_train_cfg {
     int batch;
     int shuffle;
     double validation;      /* fraction of sequences held out, [0, 1) */
+    int val_split;          /* which: RNN_VAL_AUTO (the last windows of a series in
+                             * time, else at random), RNN_VAL_LAST, RNN_VAL_RANDOM */
     rnn_optim_cfg optim;
     double clip;            /* max global L2 norm, 0 = off */
     int bptt;               /* 0 full, k > 0 truncated */

@@ -195,6 +195,7 @@ int cmd_train(int argc, char **argv)
     char dirbuf[4096];
     snprintf(dirbuf, sizeof dirbuf, "%s", ddir ? ddir : dirname(jcopy));
     free(jcopy);
+    job.base_series = have_base ? &basemeta.series : NULL;
     if (rnn_job_dataset(&job, have_base ? basemeta.vocab : NULL, dirbuf, &d, &err)) {
         fprintf(stderr, "rnnd train: %s: %s\n", jobf, err.msg);
         goto out;
@@ -229,13 +230,10 @@ int cmd_train(int argc, char **argv)
         rnn_model_randomize(&m, &rng, job.rinit);
     }
     have_model = 1;
-    if (!meta.vocab && d.vocab)
-        meta.vocab = strdup(d.vocab);
-    if (!meta.nlabels && d.nlabels) {
-        meta.labels = d.labels;
-        meta.nlabels = d.nlabels;
-        d.labels = NULL;
-        d.nlabels = 0;
+    if (rnn_meta_take_data(&meta, &d)) {
+        fprintf(stderr, "rnnd train: out of memory\n");
+        rc = EXIT_FAIL;
+        goto out;
     }
 
     progress pr = {.tty = !quiet && isatty(STDERR_FILENO), .seqs_per_epoch = d.n,

@@ -105,6 +105,7 @@ static void record(job_pool *p, train_job *j)
 
 int job_prepare(train_job *j, const char *data_dir, rnn_dataset *d, rnn_err *err)
 {
+    j->spec.base_series = j->base ? &j->base->meta.series : NULL;
     if (rnn_job_dataset(&j->spec, j->base ? j->base->meta.vocab : NULL, data_dir, d, err))
         return -1;
     const rnn_config *c = &j->spec.cfg;
@@ -233,16 +234,10 @@ static int start_weights(train_job *j, rnn_dataset *d, rnn_model *m, rnn_meta *m
     rnn_rng rng;
     rnn_rng_seed(&rng, j->spec.seed);
     rnn_model_randomize(m, &rng, j->spec.rinit);
-    if (d->vocab && !(meta->vocab = strdup(d->vocab))) {
+    if (rnn_meta_take_data(meta, d)) {
         rnn_model_free(m);
         snprintf(err->msg, sizeof err->msg, "out of memory copying the vocabulary");
         return -1;
-    }
-    if (d->nlabels) {
-        meta->labels = d->labels;
-        meta->nlabels = d->nlabels;
-        d->labels = NULL;
-        d->nlabels = 0;
     }
     return 0;
 }

@@ -45,7 +45,7 @@ uint64_t rnn_train_fingerprint(const rnn_dataset *d, const rnn_train_cfg *c, int
                             c->sched.kind, c->sched.step_size, c->sched.gamma, c->sched.t_max,
                             c->sched.eta_min, c->sched.factor, c->sched.patience,
                             c->sched.threshold, c->sched.cooldown, c->sched.min_lr,
-                            c->early.patience, c->early.min_delta};
+                            c->early.patience, c->early.min_delta, c->val_split, d->in_time};
     uint64_t h = fnv(FNV0, shape, sizeof shape);
     h = fnv(h, knobs, sizeof knobs);
     h = fnv(h, &c->seed, sizeof c->seed);

@@ -1,6 +1,7 @@
 /* Training data: sequences with targets, built from a series cut into
- * windows, from text for a character model, or from the built-in sine wave.
- * (Sequences given one by one in a job spec are built in job.c.) */
+ * windows (one column or several: rows), from text for a character model,
+ * or from the built-in sine wave. (Sequences given one by one in a job spec
+ * are built in job.c; the tables a series comes from, in series.c.) */
 #include "internal.h"
 
 #include <math.h>
@@ -21,6 +22,7 @@ void rnn_dataset_free(rnn_dataset *d)
     for (int i = 0; i < d->nlabels; i++)
         free(d->labels[i]);
     free(d->labels);
+    rnn_series_free(&d->series);
     memset(d, 0, sizeof *d);
 }
 
@@ -61,31 +63,44 @@ int rnn_dataset_alloc(rnn_dataset *d, int n, size_t steps, int X, int O, rnn_tas
     return 0;
 }
 
-int rnn_dataset_from_series(rnn_dataset *d, const float *s, size_t n, int window,
-                            rnn_mode mode, rnn_err *err)
+int rnn_dataset_from_rows(rnn_dataset *d, const float *rows, size_t n, int C, const int *target,
+                          int O, int window, rnn_mode mode, rnn_err *err)
 {
     if (window < 1)
         return rnn_fail(err, "data.window: must be at least 1, got %d", window);
     if (n < (size_t)window + 1)
-        return rnn_fail(err, "data.series: needs more than window (%d) values, got %zu", window, n);
-    if (n - window > (size_t)1 << 30)
-        return rnn_fail(err, "data.series: too long (%zu values)", n);
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(s[i]))
-            return rnn_fail(err, "data.series[%zu]: not a finite number", i);
+        return rnn_fail(err, "data.series: needs more than window (%d) rows, got %zu", window, n);
+    if (n - window > (size_t)1 << 30 || (n - window) * (double)window * C > (double)((size_t)1 << 34))
+        return rnn_fail(err, "data.series: too long (%zu rows in windows of %d)", n, window);
+    for (size_t i = 0; i < n * (size_t)C; i++)
+        if (!isfinite(rows[i]))
+            return rnn_fail(err, "data.series[%zu]: not a finite number", i / (size_t)C);
     const int count = (int)(n - window);
-    if (rnn_dataset_alloc(d, count, (size_t)count * window, 1, 1, RNN_TASK_REGRESSION, mode, err))
+    if (rnn_dataset_alloc(d, count, (size_t)count * window, C, O, RNN_TASK_REGRESSION, mode, err))
         return -1;
+    d->in_time = 1;
+    /* window i: x_t = row i+t (t < T); many_to_one: y = row i+T's targets;
+     * many_to_many: y_t = row i+t+1's targets */
     for (int i = 0; i < count; i++) {
         d->len[i] = window;
         d->off[i] = (size_t)i * window;
-        memcpy(d->x + d->off[i], s + i, (size_t)window * sizeof(float));
-        if (mode == RNN_MODE_MANY_TO_ONE)
-            d->y[i] = s[i + window];
-        else
-            memcpy(d->y + d->off[i], s + i + 1, (size_t)window * sizeof(float));
+        memcpy(d->x + d->off[i] * C, rows + (size_t)i * C, (size_t)window * C * sizeof(float));
+        const int ysteps = mode == RNN_MODE_MANY_TO_ONE ? 1 : window;
+        float *y = d->y + (mode == RNN_MODE_MANY_TO_ONE ? (size_t)i : d->off[i]) * O;
+        for (int t = 0; t < ysteps; t++) {
+            const float *next = rows + (size_t)(i + t + (mode == RNN_MODE_MANY_TO_ONE ? window : 1)) * C;
+            for (int k = 0; k < O; k++)
+                y[(size_t)t * O + k] = next[target[k]];
+        }
     }
     return 0;
+}
+
+int rnn_dataset_from_series(rnn_dataset *d, const float *s, size_t n, int window,
+                            rnn_mode mode, rnn_err *err)
+{
+    static const int first = 0;
+    return rnn_dataset_from_rows(d, s, n, 1, &first, 1, window, mode, err);
 }
 
 int rnn_dataset_sine(rnn_dataset *d, int samples, int window, rnn_mode mode, rnn_err *err)

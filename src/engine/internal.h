@@ -27,6 +27,22 @@ static inline int rnn_layer_in(const rnn_config *c, int l)
  * numeric input, 0 for tokens. */
 int rnn_dataset_alloc(rnn_dataset *d, int n, size_t steps, int X, int O, rnn_task task,
                       rnn_mode mode, rnn_err *err);
+/* The windows of a job's series (series.c): "data.series" (numbers, or
+ * rows of numbers) or csv (the text of "data.file"), the columns it names
+ * (data.columns) read, data.target predicted, normalized as data.normalize
+ * says or, fine-tuning, with the base model's statistics (base, or NULL).
+ * Fills d->series. scope is "data.series" or "data.file". */
+struct cJSON;
+int rnn_series_dataset(const struct cJSON *dj, const char *scope, const char *csv,
+                       const rnn_series *base, int window, rnn_mode mode, rnn_dataset *d,
+                       rnn_err *err);
+
+/* A series as the "rnnd.series" metadata of a model file (NULL when a
+ * plain series of numbers needs none; caller frees), and back, checked
+ * against the model's X inputs and O outputs. */
+char *rnn_series_json(const rnn_series *s);
+int rnn_series_parse(const char *json, int X, int O, rnn_series *s, rnn_err *err);
+
 /* ------------------------------------------------------------------ batches (batch.c) */
 
 /* Time-major buffers for one batch of up to maxT steps x maxB sequences. */

@@ -207,6 +207,15 @@ int rnn_job_parse(rnn_job *job, const char *json, size_t len, rnn_err *err)
     t->seed = job->seed;
 
     if (rnn_field_get(root, "job", "validation", &t->validation, err) < 0) goto out;
+    if ((r = rnn_field_get(root, "job", "validation_split", &s, err)) < 0) goto out;
+    if (r > 0) {
+        if (!strcmp(s, "last")) t->val_split = RNN_VAL_LAST;
+        else if (!strcmp(s, "random")) t->val_split = RNN_VAL_RANDOM;
+        else {
+            rnn_fail(err, "validation_split: must be last or random, got \"%.40s\"", s);
+            goto out;
+        }
+    }
     if (rnn_field_get(root, "job", "epochs", &t->epochs, err) < 0) goto out;
     if (rnn_field_get(root, "job", "batch", &t->batch, err) < 0) goto out;
     if (rnn_field_get(root, "job", "shuffle", &t->shuffle, err) < 0) goto out;
@@ -293,31 +302,6 @@ static int shape_of(const cJSON *d, const char *scope, int *w, rnn_err *err)
     return 0;
 }
 
-/* A JSON array of finite numbers into a new float array. */
-static float *numbers(const cJSON *a, const char *path, size_t *n, rnn_err *err)
-{
-    if (!cJSON_IsArray(a)) {
-        rnn_fail(err, "%s: must be an array of numbers", path);
-        return NULL;
-    }
-    *n = (size_t)cJSON_GetArraySize(a);
-    float *v = rnn_falloc(*n);
-    if (!v) {
-        rnn_fail(err, "%s: out of memory", path);
-        return NULL;
-    }
-    size_t i = 0;
-    for (const cJSON *it = a->child; it; it = it->next, i++) {
-        if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble) || fabs(it->valuedouble) > 3.4e38) {
-            rnn_fail(err, "%s[%zu]: must be a finite number", path, i);
-            free(v);
-            return NULL;
-        }
-        v[i] = (float)it->valuedouble;
-    }
-    return v;
-}
-
 static char *read_data_file(const char *dir, const char *name, size_t *len, rnn_err *err)
 {
     if (!dir) {
@@ -352,52 +336,6 @@ static char *read_data_file(const char *dir, const char *name, size_t *len, rnn_
     buf[got] = 0;
     *len = got;
     return buf;
-}
-
-/* A CSV series: the first field of each non-empty, non-comment line; a
- * first line that is not a number is taken as a header. */
-static float *parse_csv(const char *text, size_t *n, rnn_err *err)
-{
-    size_t cap = 1024, k = 0, line = 0;
-    float *v = malloc(cap * sizeof(float));
-    const char *p = text;
-    while (v && *p) {
-        const char *eol = strchr(p, '\n');
-        size_t l = eol ? (size_t)(eol - p) : strlen(p);
-        line++;
-        const char *q = p;
-        while (q < p + l && isspace((unsigned char)*q)) q++;
-        if (q < p + l && *q != '#') {
-            char *end;
-            double x = strtod(q, &end);
-            if (end == q) {
-                if (line != 1 || k) {
-                    rnn_fail(err, "data.file: line %zu: not a number", line);
-                    free(v);
-                    return NULL;
-                }
-            } else {
-                if (!isfinite(x) || fabs(x) > 3.4e38) {
-                    rnn_fail(err, "data.file: line %zu: not a finite number", line);
-                    free(v);
-                    return NULL;
-                }
-                if (k == cap) {
-                    float *nv = realloc(v, (cap *= 2) * sizeof(float));
-                    if (!nv) { free(v); v = NULL; break; }
-                    v = nv;
-                }
-                v[k++] = (float)x;
-            }
-        }
-        p += l + (eol ? 1 : 0);
-    }
-    if (!v) {
-        rnn_fail(err, "data.file: out of memory");
-        return NULL;
-    }
-    *n = k;
-    return v;
 }
 
 /* Number of features of one step: 1 for a number, n for an array of n numbers. */
@@ -662,8 +600,9 @@ double rnn_job_data_bytes(const rnn_job *job, const char *data_dir)
     double w = cJSON_IsNumber(wj) && wj->valuedouble >= 1 ? wj->valuedouble : 0, values = 0;
     if (!dj || cJSON_GetObjectItemCaseSensitive(dj, "sequences"))
         return 0;
-    if ((v = cJSON_GetObjectItemCaseSensitive(dj, "series")))
-        values = cJSON_GetArraySize(v);
+    if ((v = cJSON_GetObjectItemCaseSensitive(dj, "series")))  /* rows count their columns */
+        values = (double)cJSON_GetArraySize(v) *
+                 (v->child && cJSON_IsArray(v->child) ? cJSON_GetArraySize(v->child) : 1);
     else if ((v = cJSON_GetObjectItemCaseSensitive(dj, "generator"))) {
         const cJSON *sj = cJSON_GetObjectItemCaseSensitive(dj, "samples");
         w = wj ? w : 50;
@@ -687,6 +626,20 @@ double rnn_job_data_bytes(const rnn_job *job, const char *data_dir)
     return rnn_dataset_bytes(values - w, (values - w) * w, 1, 1, RNN_TASK_REGRESSION, c->mode);
 }
 
+/* The windows of a series (inline rows or a CSV text) and the sizes they give the model. */
+static int series_windows(rnn_job *job, const cJSON *dj, const char *scope, const char *csv, int w,
+                          rnn_dataset *d, rnn_err *err)
+{
+    rnn_config *c = &job->cfg;
+    if (rnn_series_dataset(dj, scope, csv, job->base_series, w, c->mode, d, err))
+        return -1;
+    c->input_size = d->X;
+    c->output_size = d->O;
+    c->embedding = 0;
+    c->tokens = 0;
+    return 0;
+}
+
 int rnn_job_dataset(rnn_job *job, const char *vocab, const char *data_dir, rnn_dataset *d,
                     rnn_err *err)
 {
@@ -708,14 +661,7 @@ int rnn_job_dataset(rnn_job *job, const char *vocab, const char *data_dir, rnn_d
             return -1;
         if (c->task != RNN_TASK_REGRESSION)
             return rnn_fail(err, "data.series: needs task regression");
-        size_t n;
-        float *s = numbers(cJSON_GetObjectItemCaseSensitive(dj, "series"), "data.series", &n, err);
-        if (!s)
-            return -1;
-        int rc = rnn_dataset_from_series(d, s, n, w, c->mode, err);
-        free(s);
-        if (rc == 0) { c->input_size = 1; c->output_size = 1; c->embedding = 0; c->tokens = 0; }
-        return rc;
+        return series_windows(job, dj, "data.series", NULL, w, d, err);
     }
     if (cJSON_GetObjectItemCaseSensitive(dj, "text") || cJSON_GetObjectItemCaseSensitive(dj, "file")) {
         const int is_file = cJSON_GetObjectItemCaseSensitive(dj, "file") != NULL;
@@ -732,6 +678,11 @@ int rnn_job_dataset(rnn_job *job, const char *vocab, const char *data_dir, rnn_d
         const char *text = is_file ? buf : name;
         int rc;
         if (c->task == RNN_TASK_CHARLM) {
+            for (const char *const *k = (const char *const[]){"columns", "target", "normalize", NULL}; *k; k++)
+                if (cJSON_GetObjectItemCaseSensitive(dj, *k)) {
+                    free(buf);
+                    return rnn_fail(err, "data.%s: only for a series (a CSV file of numbers), not text", *k);
+                }
             if (strlen(text) != len) {
                 free(buf);
                 return rnn_fail(err, "data.%s: contains a NUL byte", is_file ? "file" : "text");
@@ -743,11 +694,8 @@ int rnn_job_dataset(rnn_job *job, const char *vocab, const char *data_dir, rnn_d
                 c->tokens = 1;
             }
         } else if (is_file) {
-            size_t n;
-            float *s = parse_csv(text, &n, err);
-            rc = s ? rnn_dataset_from_series(d, s, n, w, c->mode, err) : -1;
-            if (rc == 0) { c->input_size = 1; c->output_size = 1; c->embedding = 0; c->tokens = 0; }
-            free(s);
+            rc = strlen(text) != len ? rnn_fail(err, "data.file: contains a NUL byte")
+                                     : series_windows(job, dj, "data.file", text, w, d, err);
         } else {
             rc = rnn_fail(err, "data.text: needs task charlm");
         }

@@ -102,6 +102,23 @@ static cJSON *floats_json(const float *v, int n, int scalar)
     return a;
 }
 
+/* A regression output row (O floats) in the data's units. */
+static cJSON *output_json(const pctx *c, const float *o)
+{
+    const int O = c->m->cfg.output_size;
+    const rnn_series *sr = &c->meta->series;
+    if (!sr->mean)
+        return floats_json(o, O, 1);
+    float *y = rnn_falloc((size_t)O);
+    if (!y)
+        return NULL;
+    memcpy(y, o, (size_t)O * sizeof(float));
+    rnn_series_unscale(sr, y, 1);
+    cJSON *j = floats_json(y, O, 1);
+    free(y);
+    return j;
+}
+
 /* Is every number in o finite? cJSON prints NaN and infinities as null, so
  * a reply with one is refused instead (inputs too large for the weights
  * overflow single precision). */
@@ -127,8 +144,20 @@ static const char *reply_model(const cJSON *reply)
     return cJSON_IsString(n) ? n->valuestring : "(unnamed)";
 }
 
-/* Steps of a numeric sequence into x (X floats). */
+static int read_step_raw(pctx *c, const cJSON *s, const char *path, int t, float *x);
+
+/* A step of a numeric sequence into x (X floats), in the units the model
+ * computes in: z-scores for a model trained on normalized series. */
 static int read_step(pctx *c, const cJSON *s, const char *path, int t, float *x)
+{
+    if (read_step_raw(c, s, path, t, x))
+        return -1;
+    rnn_series_scale(&c->meta->series, x, 1);
+    return 0;
+}
+
+/* ... as the request gives it. */
+static int read_step_raw(pctx *c, const cJSON *s, const char *path, int t, float *x)
 {
     const int X = c->m->cfg.input_size;
     if (cJSON_IsNumber(s)) {
@@ -275,7 +304,7 @@ static void reply_output(pctx *c, const float *o, cJSON *obj)
 {
     const int O = c->m->cfg.output_size;
     if (c->m->cfg.task != RNN_TASK_CLASSIFY) {
-        cJSON_AddItemToObject(obj, "prediction", floats_json(o, O, 1));
+        cJSON_AddItemToObject(obj, "prediction", output_json(c, o));
         return;
     }
     /* softmax over the logits, from the largest */
@@ -303,6 +332,10 @@ static int forecast_request(pctx *c, const cJSON *req)
     if (steps > 0 && cfg->output_size != cfg->input_size)
         return bad(c, 422, "steps: forecasting feeds each output back as input, but the model "
                            "has %d outputs and %d inputs", cfg->output_size, cfg->input_size);
+    for (int k = 0; steps > 0 && k < c->meta->series.ntarget; k++)
+        if (c->meta->series.target[k] != k)
+            return bad(c, 422, "steps: forecasting feeds each output back as input, but the model "
+                               "predicts its columns in another order");
     return steps;
 }
 
@@ -331,7 +364,7 @@ static int run_rows(pctx *c, row *rows, int B, int retseq, cJSON *const *obj)
         rnn_step(c->m, c->st, rows[0].tok ? NULL : c->x, rows[0].tok ? tok : NULL, c->out);
         for (int b = 0; retseq && b < B; b++)
             cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(obj[b], "outputs"),
-                                 floats_json(c->out + (size_t)b * O, O, 1));
+                                 output_json(c, c->out + (size_t)b * O));
     }
     return 0;
 }
@@ -353,7 +386,7 @@ static void finish_rows(pctx *c, int B, int steps, cJSON *const *obj)
     for (int k = 0; k < steps; k++) {
         for (int b = 0; b < B; b++)
             cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(obj[b], "forecast"),
-                                 floats_json(c->out + (size_t)b * O, O, 1));
+                                 output_json(c, c->out + (size_t)b * O));
         if (k + 1 < steps) {
             memcpy(c->x, c->out, (size_t)B * X * sizeof(float));
             rnn_step(c->m, c->st, c->x, NULL, c->out);

@@ -34,6 +34,7 @@ void rnn_meta_free(rnn_meta *meta)
     free(meta->labels);
     free(meta->loss);
     free(meta->val_loss);
+    rnn_series_free(&meta->series);
     rnn_meta_init(meta);
 }
 
@@ -44,6 +45,9 @@ int rnn_meta_copy(rnn_meta *dst, const rnn_meta *src)
     dst->labels = NULL;
     dst->loss = dst->val_loss = NULL;
     dst->nlabels = dst->nhistory = 0;
+    memset(&dst->series, 0, sizeof dst->series);
+    if (rnn_series_copy(&dst->series, &src->series))
+        goto fail;
     if (src->vocab && !(dst->vocab = strdup(src->vocab)))
         goto fail;
     if (src->nlabels) {
@@ -59,6 +63,23 @@ int rnn_meta_copy(rnn_meta *dst, const rnn_meta *src)
 fail:
     rnn_meta_free(dst);
     return -1;
+}
+
+int rnn_meta_take_data(rnn_meta *meta, rnn_dataset *d)
+{
+    if (!meta->vocab && d->vocab && !(meta->vocab = strdup(d->vocab)))
+        return -1;
+    if (!meta->nlabels && d->nlabels) {
+        meta->labels = d->labels;
+        meta->nlabels = d->nlabels;
+        d->labels = NULL;
+        d->nlabels = 0;
+    }
+    if (!meta->series.ncolumns && d->series.ncolumns) {
+        meta->series = d->series;
+        memset(&d->series, 0, sizeof d->series);
+    }
+    return 0;
 }
 
 int rnn_meta_append(rnn_meta *meta, const double *loss, const double *val, int n, int max_points)
@@ -457,6 +478,15 @@ int rnn_model_load_mem(const unsigned char *buf, size_t len, rnn_model *m, rnn_m
             }
         }
     }
+    const cJSON *sj = cJSON_GetObjectItemCaseSensitive(md, "rnnd.series");
+    if (sj) {
+        if (!cJSON_IsString(sj) || m->cfg.task != RNN_TASK_REGRESSION || rnn_token_input(&m->cfg)) {
+            rnn_fail(err, "rnnd.series: only a regression model over numbers has series columns");
+            goto out;
+        }
+        if (rnn_series_parse(sj->valuestring, m->cfg.input_size, m->cfg.output_size, &meta->series, err))
+            goto out;
+    }
     parse_provenance(md, meta);
     rc = 0;
 out:
@@ -548,6 +578,10 @@ int rnn_model_save(const char *path, const rnn_model *m, const rnn_meta *meta_in
         cJSON_AddStringToObject(md, "rnnd.job", num);
     }
     cJSON_AddStringToObject(md, "rnnd.loss_history", hist ? hist : "[]");
+    char *series = rnn_series_json(&meta->series);
+    if (series)
+        cJSON_AddStringToObject(md, "rnnd.series", series);
+    free(series);
     free(cfg);
     free(hist);
     size_t off = 0;

@@ -200,7 +200,10 @@ int rnn_train(rnn_model *m, const rnn_dataset *d, const rnn_train_cfg *cfg,
         goto out;
     }
     for (int i = 0; i < n; i++) all[i] = i;
-    if (nval > 0)
+    /* a series' windows overlap: validation takes the last ones in time,
+     * whose targets no training window has seen */
+    const int last = cfg->val_split == RNN_VAL_LAST || (cfg->val_split == RNN_VAL_AUTO && d->in_time);
+    if (nval > 0 && !last)
         shuffle_ints(all, n, &rng);
     /* all[0..ntrain) train, all[ntrain..n) validation, each in data order */
     const int *val = all + ntrain;

@@ -13,5 +13,6 @@ Suite *io_suite(void);
 Suite *cli_suite(void);
 Suite *checkpoint_suite(void);
 Suite *controls_suite(void);
+Suite *series_suite(void);
 
 #endif

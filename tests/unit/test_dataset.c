@@ -156,13 +156,19 @@ START_TEST(test_job_file_inside_data_dir)
     char path[256];
     snprintf(path, sizeof path, "%s/wave.csv", dir);
     FILE *f = fopen(path, "w");
-    fprintf(f, "value\n");
+    fprintf(f, "value,note\n");
     for (int i = 0; i < 30; i++) fprintf(f, "%g,extra\n", sin(i * 0.3));
     fclose(f);
     rnn_job job;
     rnn_dataset d;
     rnn_err err;
-    const char *j = "{\"data\": {\"file\": \"wave.csv\", \"window\": 5}}";
+    /* every column is read unless the job names them: the text column is an error */
+    const char *all = "{\"data\": {\"file\": \"wave.csv\", \"window\": 5}}";
+    ck_assert(rnn_job_parse(&job, all, strlen(all), &err) == 0);
+    ck_assert(rnn_job_dataset(&job, NULL, dir, &d, &err) == -1);
+    ck_assert_msg(strstr(err.msg, "line 2, column 1 (\"note\"): \"extra\" is not a number"), "%s", err.msg);
+    rnn_job_free(&job);
+    const char *j = "{\"data\": {\"file\": \"wave.csv\", \"window\": 5, \"columns\": [\"value\"]}}";
     ck_assert(rnn_job_parse(&job, j, strlen(j), &err) == 0);
     ck_assert_msg(rnn_job_dataset(&job, NULL, dir, &d, &err) == 0, "%s", err.msg);
     ck_assert_int_eq(d.n, 25);
