@@ -48,6 +48,11 @@ int rnn_job_dataset(rnn_job *job, const char *vocab, const char *data_dir, rnn_d
  * costs memory; 0 for data carried inline in "sequences". */
 double rnn_job_data_bytes(const rnn_job *job, const char *data_dir);
 
+/* Does the architecture the job asks for (the keys it gives: task, mode,
+ * cell, activation, hidden, layers, embedding) match base, the model it
+ * would fine-tune? -1 naming the first difference. */
+int rnn_job_fits(const rnn_job *job, const rnn_config *base, rnn_err *err);
+
 /* A name usable as a model name and file name: 1-64 of [A-Za-z0-9_.-],
  * not starting with '.'. */
 int rnn_name_ok(const char *name);

@@ -188,7 +188,11 @@ int cmd_train(int argc, char **argv)
             goto out;
         }
         have_base = 1;
-        /* the base model's architecture overrides the job's */
+        if (rnn_job_fits(&job, &base.cfg, &err)) {
+            fprintf(stderr, "rnnd train: --init %s: %s\n", init, err.msg);
+            goto out;
+        }
+        /* the base model's architecture is the run's */
         job.cfg = base.cfg;
     }
     char *jcopy = strdup(jobf);

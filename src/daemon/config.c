@@ -42,6 +42,7 @@ static const key keys[] = {
     {"train_nice", T_INT, S(train_nice), 0, 19, "nice value of training threads, so HTTP threads come first"},
     {"train_queue", T_INT, S(train_queue), 0, 100000, "training jobs that may wait; more get 429"},
     {"max_body_bytes", T_INT, S(max_body_bytes), 1024, 1L << 30, "largest request body; larger gets 413"},
+    {"max_upload_bytes", T_INT, S(max_upload_bytes), 1024, 1L << 36, "largest data file PUT /data/NAME takes; larger gets 413"},
     {"max_sequence_length", T_INT, S(max_sequence_length), 1, 10000000, "most steps in one sequence"},
     {"max_batch", T_INT, S(max_batch), 1, 1000000, "most sequences in one predict request"},
     {"predict_workers", T_INT, S(predict_workers), 1, 256, "threads that run predictions (default: number of cores)"},
@@ -50,7 +51,7 @@ static const key keys[] = {
     {"max_job_bytes", T_INT, S(max_job_bytes), 1L << 20, 1L << 50, "most bytes of training data one job builds, and all queued or running jobs together (default: a quarter of the memory); more gets 413 (one job) or 429 (the queue)"},
     {"max_predict_work", T_INT, S(max_predict_work), 1000, 1L << 50, "most steps x sequences x parameters in one prediction; more gets 413"},
     {"loss_history_max", T_INT, S(loss_history_max), 2, 10000000, "loss points kept per job and per model"},
-    {"auth_token", T_STR, S(auth_token), 0, 0, "if set, /train, /admin and model changes need Authorization: Bearer TOKEN"},
+    {"auth_token", T_STR, S(auth_token), 0, 0, "if set, /train, /data, /admin and model changes need Authorization: Bearer TOKEN"},
     {"log_level", T_LOG, S(log_level), 0, 0, "error, warn, info or debug"},
     {"connection_limit", T_INT, S(connection_limit), 1, 1000000, "open connections at most"},
     {"per_ip_limit", T_INT, S(per_ip_limit), 0, 1000000, "open connections per client address (0: no limit)"},
@@ -79,6 +80,7 @@ void rnnd_config_defaults(rnnd_config *c)
     c->train_nice = 10;
     c->train_queue = 16;
     c->max_body_bytes = 8388608;
+    c->max_upload_bytes = 268435456;
     c->max_sequence_length = 10000;
     c->max_batch = 256;
     c->max_predict_work = 2000000000L;

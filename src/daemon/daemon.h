@@ -32,6 +32,7 @@ typedef struct rnnd_config {
     int train_nice;             /* nice value of training threads */
     int train_queue;
     long max_body_bytes;
+    long max_upload_bytes;
     int max_sequence_length;
     int max_batch;
     long max_job_bytes;         /* data bytes of one job, and of all queued or running */

@@ -252,9 +252,20 @@ static answer dispatch(struct MHD_Connection *c, req *r)
     if (hit->access != OPEN && !authorized(c))
         return send_401(c, r, hit->access == PAGE);
     if (r->too_big)
-        return send_error(c, r, 413, "request body over %ld bytes (max_body_bytes)",
-                          S.cfg.max_body_bytes);
+        return send_error(c, r, 413, "request body over %ld bytes (%s)", r->limit,
+                          hit->access == UPLOAD ? "max_upload_bytes" : "max_body_bytes");
     return hit->fn(c, r);
+}
+
+/* The body a request may send: max_upload_bytes to an upload route for a
+ * caller with the token (others may send none: their body is dropped as it
+ * comes, and dispatch answers 401), else max_body_bytes. */
+static long body_limit(struct MHD_Connection *c, req *r)
+{
+    for (int i = 0; i < nroutes; i++)
+        if (routes[i].access == UPLOAD && method_is(routes[i].method, r->method) && match(routes[i].pattern, r->path, r))
+            return authorized(c) ? S.cfg.max_upload_bytes : 0;
+    return S.cfg.max_body_bytes;
 }
 
 /* ------------------------------------------------------------------ libmicrohttpd glue */
@@ -366,6 +377,7 @@ enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
         snprintf(r->method, sizeof r->method, "%s", method);
         snprintf(r->path, sizeof r->path, "%s", url);
         r->route = "other";
+        r->limit = body_limit(c, r);
         *req_cls = r;
         atomic_fetch_add(&S.inflight, 1);
         conn *cn = conn_of(c);
@@ -378,7 +390,7 @@ enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
     if (*upload_size) {
         if (!r->too_big) {
             size_t need = r->len + *upload_size;
-            if (need > (size_t)S.cfg.max_body_bytes) {
+            if (need > (size_t)r->limit) {
                 r->too_big = 1;
                 free(r->body);
                 r->body = NULL;

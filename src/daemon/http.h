@@ -40,6 +40,7 @@ typedef struct req {
     char *body;
     size_t len, cap;
     int too_big;
+    long limit;                 /* the body it may send (body_limit) */
     char *arg[MAX_ARGS];        /* the {segments} of the pattern, in order */
     char args[128];             /* their text */
     pjob *job;                  /* a prediction queued for the workers (batcher.c) */
@@ -81,7 +82,9 @@ answer send_401(struct MHD_Connection *c, req *r, int page);
 
 typedef answer (*handler)(struct MHD_Connection *c, req *r);
 
-enum { OPEN, TOKEN, PAGE };    /* who may call a route: anyone, the token (API), the token (browser) */
+/* who may call a route: anyone, the token (API), the token (browser), the
+ * token with a body up to max_upload_bytes (instead of max_body_bytes) */
+enum { OPEN, TOKEN, PAGE, UPLOAD };
 
 typedef struct route {
     const char *pattern;        /* segments, "{name}" capturing one */
@@ -125,6 +128,10 @@ int session_run(session *s, const cJSON *body, cJSON *reply, int *status, rnn_er
 served_model *model_of_request(struct MHD_Connection *c, req *r, const cJSON *o, answer *ret);
 
 /* Routes of sessions and of the Open Inference Protocol (sessions.c, kserve.c). */
+/* training data files (uploads.c) */
+answer do_data_put(struct MHD_Connection *c, req *r);
+answer do_data_list(struct MHD_Connection *c, req *r);
+answer do_data_delete(struct MHD_Connection *c, req *r);
 answer do_session_open(struct MHD_Connection *c, req *r);
 answer do_session_step(struct MHD_Connection *c, req *r);
 answer do_session_get(struct MHD_Connection *c, req *r);

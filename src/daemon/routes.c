@@ -98,6 +98,10 @@ static answer do_train_post(struct MHD_Connection *c, req *r)
     snprintf(j->model, sizeof j->model, "%s", j->spec.model);
     if (!j->spec.from_scratch)
         j->base = registry_get(S.reg, j->model);
+    if (j->base && rnn_job_fits(&j->spec, &j->base->m.cfg, &err)) {
+        discard_job(j);
+        return send_error(c, r, 409, "%s", err.msg);
+    }
     if (j->base) {
         j->spec.cfg = j->base->m.cfg;   /* fine-tuning: the model's architecture */
         j->base_version = j->base->version;
@@ -404,6 +408,9 @@ const route routes[] = {
     {"/admin", "GET", PAGE, do_admin},
     {"/admin/", "GET", PAGE, do_admin},
     {"/admin/loss", "GET", TOKEN, do_admin_loss},
+    {"/data", "GET", TOKEN, do_data_list},
+    {"/data/{name}", "PUT", UPLOAD, do_data_put},
+    {"/data/{name}", "DELETE", TOKEN, do_data_delete},
     {"/sessions", "GET", OPEN, do_session_list},
     {"/sessions", "POST", OPEN, do_session_open},
     {"/sessions/{id}", "GET", OPEN, do_session_get},

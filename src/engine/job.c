@@ -286,6 +286,51 @@ out:
     return rc;
 }
 
+/* The architecture keys a job may give, as the job spec names them, with
+ * how each reads off a config: a value to compare, and its name. */
+static int arch_value(const rnn_config *c, int key)
+{
+    switch (key) {
+    case RNN_JOB_HAS_TASK: return (int)c->task;
+    case RNN_JOB_HAS_MODE: return (int)c->mode;
+    case RNN_JOB_HAS_CELL: return (int)c->cell;
+    case RNN_JOB_HAS_ACT: return c->cell == RNN_CELL_RNN ? (int)c->act : -1;
+    case RNN_JOB_HAS_HIDDEN: return c->hidden;
+    case RNN_JOB_HAS_LAYERS: return c->layers;
+    default: return c->embedding;
+    }
+}
+
+static void arch_name(const rnn_config *c, int key, char *buf, size_t n)
+{
+    switch (key) {
+    case RNN_JOB_HAS_TASK: snprintf(buf, n, "%s", rnn_task_name(c->task)); break;
+    case RNN_JOB_HAS_MODE: snprintf(buf, n, "%s", rnn_mode_name(c->mode)); break;
+    case RNN_JOB_HAS_CELL: snprintf(buf, n, "%s", rnn_cell_name(c->cell)); break;
+    case RNN_JOB_HAS_ACT: snprintf(buf, n, "%s", rnn_activation_name(c->act)); break;
+    default: snprintf(buf, n, "%d", arch_value(c, key)); break;
+    }
+}
+
+int rnn_job_fits(const rnn_job *job, const rnn_config *base, rnn_err *err)
+{
+    static const char *const keys[] = {"task", "mode", "cell", "activation", "hidden", "layers", "embedding"};
+    for (int k = RNN_JOB_HAS_TASK; k <= RNN_JOB_HAS_EMBEDDING; k++) {
+        if (!job->has[k] || (k == RNN_JOB_HAS_ACT && base->cell != RNN_CELL_RNN) ||
+            (k == RNN_JOB_HAS_EMBEDDING && !rnn_token_input(base)))
+            continue;
+        if (arch_value(&job->cfg, k) != arch_value(base, k)) {
+            char want[32], have[32];
+            arch_name(&job->cfg, k, want, sizeof want);
+            arch_name(base, k, have, sizeof have);
+            return rnn_fail(err, "%s: the model is %s, this job asks for %s; a fine-tune keeps the "
+                                 "model's architecture (\"from_scratch\": true trains a new one)",
+                            keys[k], have, want);
+        }
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------------ data */
 
 /* The keys of one shape of "data" (scope "data.series", ...) and its window. */
@@ -316,7 +361,7 @@ static char *read_data_file(const char *dir, const char *name, size_t *len, rnn_
     snprintf(path, sizeof path, "%s/%s", dir, name);
     FILE *f = fopen(path, "rb");
     if (!f) {
-        rnn_fail(err, "data.file: cannot open \"%s\": %s", name, strerror(errno));
+        rnn_fail(err, "data.file: cannot open \"%s\" in %s: %s", name, dir, strerror(errno));
         return NULL;
     }
     struct stat st;

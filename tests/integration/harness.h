@@ -65,6 +65,7 @@ double num(const cJSON *o, const char *k);
 cJSON *job_status(long id);
 const char *status_of(cJSON *o);
 cJSON *wait_job(long id, double seconds);        /* polls until a final state */
+cJSON *wait_job_token(long id, double seconds, const char *token); /* the same, with a bearer token */
 long submit(const char *job, long want_status);  /* POST /train; returns the job id */
 
 /* Does got match want: strings equal, numbers within rel (relative, at

@@ -28,26 +28,6 @@
                  " \"epochs\": 8, \"batch\": 8, \"shuffle\": true, \"optimizer\": {\"name\": \"sgd\","       \
                  " \"lr\": 0.01, \"momentum\": 0.9}}"
 
-/* wait_job with a bearer token */
-static cJSON *wait_job_token(long id, double seconds, const char *token)
-{
-    char p[64];
-    snprintf(p, sizeof p, "/train/%ld", id);
-    const double t0 = mono_s();
-    for (;;) {
-        resp r = http("GET", p, NULL, 0, NULL, token);
-        ck_assert_msg(r.status == 200, "%s: %ld %s", p, r.status, r.body);
-        cJSON *o = json_of(&r);
-        free(r.body);
-        const char *s = status_of(o);
-        if (!strcmp(s, "succeeded") || !strcmp(s, "failed") || !strcmp(s, "cancelled"))
-            return o;
-        cJSON_Delete(o);
-        ck_assert_msg(mono_s() - t0 < seconds, "job %ld did not finish in %.0fs", id, seconds);
-        msleep(20);
-    }
-}
-
 static void durable_teardown(void)
 {
     if (pid > 0)

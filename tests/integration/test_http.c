@@ -368,6 +368,97 @@ START_TEST(test_job_controls)
     resp r = post("/train", "{\"model\": \"es\", \"data\": {\"generator\": \"sine\", \"window\": 5},"
                   " \"lr_schedule\": {\"name\": \"cosine\", \"step_size\": 3}}");
     expect_error(r, 422, "lr_schedule.step_size: not a key of the cosine schedule");
+    /* a fine-tune keeps the architecture: asking for another one is a conflict */
+    r = post("/train", "{\"model\": \"es\", \"cell\": \"lstm\", \"hidden\": 8, \"data\": {\"generator\": \"sine\", \"window\": 5}}");
+    expect_error(r, 409, "cell: the model is gru, this job asks for lstm");
+    r = post("/train", "{\"model\": \"es\", \"hidden\": 16, \"cell\": \"gru\", \"data\": {\"generator\": \"sine\", \"window\": 5}}");
+    expect_error(r, 409, "hidden: the model is 8, this job asks for 16");
+    cJSON_Delete(wait_job(submit("{\"model\": \"es\", \"cell\": \"gru\", \"hidden\": 8, \"epochs\": 1,"
+                                 " \"data\": {\"generator\": \"sine\", \"window\": 5}}", 202), 60));
+    o = wait_job(submit("{\"model\": \"es\", \"cell\": \"lstm\", \"from_scratch\": true, \"epochs\": 1,"
+                        " \"data\": {\"generator\": \"sine\", \"window\": 5}}", 202), 60);
+    ck_assert_str_eq(status_of(o), "succeeded");
+    cJSON_Delete(o);
+    r = get("/models/es");
+    ck_assert_msg(strstr(r.body, "\"cell\":\"lstm\""), "%s", r.body);
+    free(r.body);
+}
+END_TEST
+
+/* PUT /data/NAME, then a job on it: a 3-column CSV in raw units (around
+ * 1000) trains on z-scores and /predict answers in those units within a few
+ * percent; uploads need the token and fit max_upload_bytes, and a CSV with
+ * a stray text cell fails its job naming the line and the column. */
+START_TEST(test_data_upload_and_series)
+{
+    stop_daemon();
+    start_daemon("--auth-token tok --max-upload-bytes 40000");
+    char csv[40000];
+    size_t k = (size_t)snprintf(csv, sizeof csv, "time,temp,load\n");
+    for (int t = 0; t < 400; t++)
+        k += (size_t)snprintf(csv + k, sizeof csv - k, "%d,%.3f,%.3f\n", t, 1000 + 100 * sin(t / 8.0),
+                              1000 + 80 * cos(t / 8.0) + 20 * sin(t / 3.0));
+    expect_error(http("PUT", "/data/plant.csv", csv, k, "text/csv", NULL), 401, "bearer");
+    resp r = http("PUT", "/data/plant.csv", csv, k, "text/csv", "tok");
+    ck_assert_msg(r.status == 201, "%ld %s", r.status, r.body);
+    free(r.body);
+    char big[50000];
+    memset(big, '1', sizeof big);
+    expect_error(http("PUT", "/data/big.csv", big, sizeof big, "text/csv", "tok"), 413, "max_upload_bytes");
+    expect_error(http("PUT", "/data/..x", "1", 1, "text/csv", "tok"), 400, "data name");
+    expect_error(http("PUT", "/data/empty.csv", "", 0, "text/csv", "tok"), 422, "empty");
+    r = http("GET", "/data", NULL, 0, NULL, "tok");
+    ck_assert_msg(r.status == 200 && strstr(r.body, "\"name\":\"plant.csv\"") && !strstr(r.body, "big.csv"),
+                  "%s", r.body);
+    free(r.body);
+    const char *job = "{\"model\": \"plant\", \"cell\": \"gru\", \"hidden\": 32, \"data\": {\"file\": \"plant.csv\","
+                      " \"window\": 20, \"columns\": [\"temp\", \"load\"], \"target\": \"temp\", \"normalize\": \"zscore\"},"
+                      " \"epochs\": 30, \"batch\": 16, \"optimizer\": {\"name\": \"adam\", \"lr\": 0.01}}";
+    r = http("POST", "/train", job, strlen(job), NULL, "tok");
+    ck_assert_msg(r.status == 202, "%s", r.body);
+    cJSON *o = json_of(&r);
+    free(r.body);
+    cJSON *st = wait_job_token((long)num(o, "job"), 60, "tok");
+    ck_assert_msg(!strcmp(status_of(st), "succeeded"), "%s", cJSON_PrintUnformatted(st));
+    cJSON_Delete(st);
+    cJSON_Delete(o);
+    /* the 20 rows before t = 400 predict the temperature at 400 */
+    char req[4096];
+    k = (size_t)snprintf(req, sizeof req, "{\"model\": \"plant\", \"sequence\": [");
+    for (int t = 380; t < 400; t++)
+        k += (size_t)snprintf(req + k, sizeof req - k, "%s[%.3f, %.3f]", t > 380 ? ", " : "",
+                              1000 + 100 * sin(t / 8.0), 1000 + 80 * cos(t / 8.0) + 20 * sin(t / 3.0));
+    snprintf(req + k, sizeof req - k, "]}");
+    r = post("/predict", req);
+    ck_assert_msg(r.status == 200, "%s", r.body);
+    o = json_of(&r);
+    free(r.body);
+    const double want = 1000 + 100 * sin(400 / 8.0), got = num(o, "prediction");
+    printf("  CSV series over HTTP: predicted %.2f for %.2f (%.3f%% off)\n", got, want,
+           100 * fabs(got - want) / want);
+    ck_assert_msg(fabs(got - want) / want < 0.03, "predicted %.2f for %.2f", got, want);
+    cJSON_Delete(o);
+    /* a stray text cell: the job fails naming it, nothing is served */
+    memcpy(strstr(csv, "\n17,") + 4, "x", 1);
+    r = http("PUT", "/data/plant.csv", csv, strlen(csv), "text/csv", "tok");
+    ck_assert_int_eq(r.status, 200);
+    free(r.body);
+    const char *again = "{\"model\": \"plant2\", \"data\": {\"file\": \"plant.csv\", \"window\": 20}}";
+    r = http("POST", "/train", again, strlen(again), NULL, "tok");
+    o = json_of(&r);
+    free(r.body);
+    st = wait_job_token((long)num(o, "job"), 60, "tok");
+    const cJSON *e = cJSON_GetObjectItem(st, "error");
+    ck_assert_msg(!strcmp(status_of(st), "failed") && cJSON_IsString(e) &&
+                      strstr(e->valuestring, "line 19, column 1 (\"temp\"): \"x085.032\" is not a number"),
+                  "%s", cJSON_PrintUnformatted(st));
+    cJSON_Delete(st);
+    cJSON_Delete(o);
+    expect_error(get("/models/plant2"), 404, "plant2");
+    r = http("DELETE", "/data/plant.csv", NULL, 0, NULL, "tok");
+    ck_assert_int_eq(r.status, 200);
+    free(r.body);
+    expect_error(http("DELETE", "/data/plant.csv", NULL, 0, NULL, "tok"), 404, "no data file");
 }
 END_TEST
 
@@ -871,6 +962,7 @@ Suite *http_suite(void)
     tcase_add_test(tc, test_dynamic_batching);
     tcase_add_test(tc, test_job_life_and_swap);
     tcase_add_test(tc, test_job_controls);
+    tcase_add_test(tc, test_data_upload_and_series);
     tcase_add_test(tc, test_cancel_queue_and_429);
     tcase_add_test(tc, test_job_data_bounded);
     tcase_add_test(tc, test_swap_under_load);

@@ -315,6 +315,23 @@ START_TEST(test_readme_sessions)
 }
 END_TEST
 
+/* The series block: an upload, a job on it, and a prediction in degrees
+ * within a few percent of the true temperature. */
+START_TEST(test_readme_series)
+{
+    char *lines[4], *out;
+    int n = readme_script("<!-- series", lines, 4, &out);
+    ck_assert_msg(n == 2, "the series block printed %d lines:\n%s", n, out);
+    cJSON *up = reply("upload", lines[0]), *pr = reply("predict", lines[1]);
+    ck_assert_str_eq(cJSON_GetObjectItem(up, "name")->valuestring, "plant.csv");
+    const double want = 1000 + 100 * sin(400 / 8.0), got = num(pr, "prediction");
+    ck_assert_msg(fabs(got - want) / want < 0.03, "predicted %.2f, the temperature is %.2f", got, want);
+    cJSON_Delete(up);
+    cJSON_Delete(pr);
+    free(out);
+}
+END_TEST
+
 /* The KServe block: the model's tensors, and infer equal to /predict. */
 START_TEST(test_readme_kserve)
 {
@@ -354,6 +371,7 @@ Suite *readme_suite(void)
     tcase_add_test(tc, test_readme_quickstart_and_endpoints);
     tcase_add_test(tc, test_readme_sessions);
     tcase_add_test(tc, test_readme_kserve);
+    tcase_add_test(tc, test_readme_series);
     suite_add_tcase(s, tc);
     return s;
 }
