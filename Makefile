@@ -87,6 +87,8 @@ install: demo
 	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/rnnd
 	install -m 755 $(RNND) $(DESTDIR)$(BINDIR)/rnnd
 	install -m 644 $(DEMO_DIR)/sine.safetensors $(DEMO_DIR)/chars.safetensors $(DESTDIR)$(DATADIR)/models/
+	install -d $(DESTDIR)$(DATADIR)/python
+	install -m 644 tools/rnnd_torch.py $(DESTDIR)$(DATADIR)/python/
 	install -m 644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
 	sed -e 's|/usr/local/bin|$(BINDIR)|g' -e 's|/usr/local/share/rnnd|$(DATADIR)|g' \
 	    -e 's|/usr/local/share/doc/rnnd|$(DOCDIR)|g' -e 's|/etc/rnnd|$(SYSCONFDIR)/rnnd|g' \

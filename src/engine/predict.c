@@ -462,7 +462,9 @@ static int generate(pctx *c, const cJSON *req, cJSON *reply)
     }
     buf[p] = 0;
     cJSON_AddStringToObject(reply, "text", buf);
-    cJSON_AddNumberToObject(reply, "seed", (double)(seed & ((1ULL << 53) - 1)));
+    /* the seed, when one was used: to sample, or to pick a first character */
+    if (temperature > 0 || n == 0)
+        cJSON_AddNumberToObject(reply, "seed", (double)(seed & ((1ULL << 53) - 1)));
     free(buf);
     return 0;
 }

@@ -222,8 +222,8 @@ def reply(net, cfg, name, req):
     r = {"model": name, "version": 1}
     if cfg["task"] == "charlm":
         assert req.get("temperature") == 0
+        # greedy from a prefix draws nothing: rnnd reports no seed
         r["text"] = generate_greedy(net, cfg, req["text"], req["length"], margins)
-        r["seed"] = req["seed"]
     elif "sequences" in req:
         r["predictions"] = [predict_one(net, cfg, s, req, margins) for s in req["sequences"]]
     else:
