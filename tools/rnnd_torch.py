@@ -29,18 +29,63 @@ GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
 def config(task, mode, cell, input_size, hidden, output_size=None, layers=1,
-           activation="tanh", embedding=0, vocab="", labels=None):
-    """The rnnd.config dict. For a charlm, input_size and output_size are
-    len(vocab); output_size defaults to input_size (regression, charlm) or
-    len(labels) (classify)."""
+           activation="tanh", embedding=0, vocab="", labels=None, lowercase=True):
+    """The rnnd.config dict. For a language model, input_size and output_size
+    are len(vocab); output_size defaults to input_size (regression, lm) or
+    len(labels) (classify). vocab is a string of characters, or a list of
+    words ("<unk>", "<eos>" first) for a word model ("tokens": "words")."""
     if output_size is None:
         output_size = len(labels) if labels else input_size
     c = {"task": task, "mode": mode, "cell": cell, "activation": activation,
          "input_size": input_size, "hidden": hidden, "layers": layers,
          "output_size": output_size, "embedding": embedding, "vocab": vocab}
+    if isinstance(vocab, (list, tuple)):
+        c["vocab"] = list(vocab)
+        c["tokens"] = "words"
+        c["lowercase"] = bool(lowercase)
     if labels:
         c["labels"] = list(labels)
     return c
+
+
+def words(text, lowercase=True):
+    """rnnd's word tokenizer: runs of letters and digits (any non-ASCII
+    character counts as a letter) with apostrophes inside; every other
+    character that is not white space on its own."""
+    out, i, n = [], 0, len(text)
+    isword = lambda ch: ch.isascii() and ch.isalnum() or not ch.isascii()  # noqa: E731
+    while i < n:
+        ch = text[i]
+        if ch.isspace():
+            i += 1
+            continue
+        j = i + 1
+        if isword(ch):
+            while j < n and (isword(text[j]) or (text[j] == "'" and j + 1 < n and isword(text[j + 1]))):
+                j += 1
+        w = text[i:j]
+        out.append("".join(c.lower() if c.isascii() else c for c in w) if lowercase else w)
+        i = j
+    return out
+
+
+def token_ids(cfg, text):
+    """The token ids rnnd reads text as: words ("<unk>" for one the
+    vocabulary lacks) or characters (those it lacks left out)."""
+    vocab = cfg["vocab"]
+    if isinstance(vocab, list):
+        index = {w: i for i, w in enumerate(vocab)}
+        return [index.get(w, 0) for w in words(text, cfg.get("lowercase", True))]
+    return [vocab.index(ch) for ch in text if ch in vocab]
+
+
+def series(meta):
+    """A series model's columns and z-score statistics from the file's
+    metadata ("rnnd.series"), or None: {"columns", "target", "normalize",
+    "mean", "std"}. Inputs go into the model as (x - mean) / std per column;
+    outputs come back as y * std[target] + mean[target]."""
+    s = meta.get("rnnd.series")
+    return json.loads(s) if s else None
 
 
 class RNNModel(nn.Module):

@@ -34,6 +34,8 @@ typedef struct rnn_meta {
     int nhistory;
     double *loss;           /* (nhistory) per-epoch train loss */
     double *val_loss;       /* (nhistory) per-epoch validation loss, NaN where none */
+    rnn_words words;        /* a word model's vocabulary (in "rnnd.config", "vocab"
+                             * as an array, "tokens": "words"); n 0 otherwise */
     rnn_series series;      /* a series model's columns and z-score statistics
                              * ("rnnd.series"); ncolumns 0 when none */
 } rnn_meta;

@@ -27,6 +27,10 @@ typedef struct rnn_job {
     void *data;                 /* the "data" object (cJSON), owned */
     const rnn_series *base_series; /* fine-tuning a series model: its columns and
                                     * statistics, set before rnn_job_dataset (not owned) */
+    const rnn_words *base_words;   /* fine-tuning a word model: its vocabulary (not owned) */
+    int words;                  /* "tokens": "words" (else characters) */
+    int lowercase;              /* words: ASCII letters lowercased */
+    int min_count, max_vocab;   /* words: the vocabulary's bounds */
 } rnn_job;
 
 enum { RNN_JOB_HAS_TASK, RNN_JOB_HAS_MODE, RNN_JOB_HAS_CELL, RNN_JOB_HAS_ACT,

@@ -253,6 +253,15 @@ double rnn_clip_grad(float *grads, size_t n, double max_norm);
 
 /* ------------------------------------------------------------------ datasets */
 
+/* A word vocabulary (words.c): token i is tok[i]; token 0 is "<unk>",
+ * token 1 "<eos>". n is 0 for a model over characters or numbers. */
+typedef struct rnn_words {
+    int n;
+    char **tok;             /* (n) */
+    int *order;             /* (n) ids sorted by text, for lookups */
+    int lowercase;          /* ASCII letters lowercased before lookup */
+} rnn_words;
+
 /* The columns of a series a model reads and predicts, and their z-score
  * statistics ("rnnd.series" in a model file): what a model trained on one
  * needs to take requests, and answer, in the data's own units. */
@@ -291,6 +300,7 @@ typedef struct rnn_dataset {
     int vocab_n;            /* V for charlm */
     int nlabels;
     char **labels;          /* classify: optional label names */
+    rnn_words words;        /* lm / classify over words: the vocabulary */
     int in_time;            /* windows of one series in time order: validation
                              * takes the last ones (see rnn_train_cfg.val_split) */
     rnn_series series;      /* of a series' windows: its columns (and statistics) */
@@ -380,6 +390,8 @@ typedef struct rnn_progress {
     int epoch_end;          /* 1 on the call after the last step of an epoch */
     double elapsed;         /* seconds */
     double lr;              /* the learning rate of this epoch */
+    double accuracy;        /* classify, at epoch end: of the training set, else NaN */
+    double val_accuracy;    /* classify, at epoch end: of the validation set, else NaN */
     int best_epoch;         /* early stopping: the best epoch so far (1-based), else 0 */
 } rnn_progress;
 
@@ -447,6 +459,8 @@ typedef struct rnn_train_result {
     double final_val_loss;  /* the same for validation; NaN without validation */
     double *loss;           /* (epochs_done) per-epoch train loss, owned */
     double *val_loss;       /* (epochs_done) per-epoch validation loss, owned */
+    double *accuracy;       /* classify: (epochs_done) per-epoch training accuracy, owned; else NULL */
+    double *val_accuracy;   /* classify: the same for validation (NaN without it) */
     double seconds;
     int threads;            /* threads the batches were split over */
     int best_epoch;         /* early stopping: the epoch whose weights were kept (1-based), else 0 */

@@ -210,7 +210,8 @@ int cmd_info(int argc, char **argv)
         cJSON_Delete(o);
     } else {
         printf("model        %s\n", model);
-        printf("task         %s (%s)\n", rnn_task_name(cfg->task), rnn_mode_name(cfg->mode));
+        printf("task         %s (%s)\n", meta.words.n && cfg->task == RNN_TASK_CHARLM ? "lm, words" : rnn_task_name(cfg->task),
+               rnn_mode_name(cfg->mode));
         printf("cell         %s%s%s, %d layer%s, hidden %d\n", rnn_cell_name(cfg->cell),
                cfg->cell == 0 ? " " : "", cfg->cell == 0 ? rnn_activation_name(cfg->act) : "",
                cfg->layers, cfg->layers == 1 ? "" : "s", cfg->hidden);

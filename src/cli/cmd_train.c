@@ -63,9 +63,13 @@ static int on_progress(void *ud, const rnn_progress *p)
     if (p->epoch_end && pr->tty) {
         double rate = p->elapsed > 0 ? (double)pr->seqs_per_epoch * p->epoch / p->elapsed : 0;
         double eta = p->epoch > 0 ? p->elapsed / p->epoch * (p->epochs - p->epoch) : 0;
-        char val[32] = "";
+        char val[96] = "";
         if (!isnan(p->val_loss))
             snprintf(val, sizeof val, "  val %.6g", p->val_loss);
+        if (!isnan(p->accuracy))
+            snprintf(val + strlen(val), sizeof val - strlen(val), "  acc %.3f", p->accuracy);
+        if (!isnan(p->val_accuracy))
+            snprintf(val + strlen(val), sizeof val - strlen(val), "  val acc %.3f", p->val_accuracy);
         fprintf(stderr, "epoch %d/%d  loss %.6g%s  lr %.3g%s  %.0f seq/s  eta %.0fs\n", p->epoch,
                 p->epochs, p->epoch_loss, val, p->lr, p->best_epoch == p->epoch ? "  (best)" : "",
                 rate, eta);
@@ -201,6 +205,7 @@ int cmd_train(int argc, char **argv)
     snprintf(dirbuf, sizeof dirbuf, "%s", ddir ? ddir : dirname(jcopy));
     free(jcopy);
     job.base_series = have_base ? &basemeta.series : NULL;
+    job.base_words = have_base && basemeta.words.n ? &basemeta.words : NULL;
     if (rnn_job_dataset(&job, have_base ? basemeta.vocab : NULL, dirbuf, &d, &err)) {
         fprintf(stderr, "rnnd train: %s: %s\n", jobf, err.msg);
         goto out;
@@ -299,6 +304,14 @@ int cmd_train(int argc, char **argv)
         cJSON_AddNullToObject(s, "final_val_loss");
     cJSON_AddNumberToObject(s, "seconds", res.seconds);
     cJSON_AddNumberToObject(s, "threads", res.threads);
+    if (res.accuracy && res.epochs_done > 0) {
+        cJSON *acc = cJSON_AddArrayToObject(s, "accuracy"), *vacc = cJSON_AddArrayToObject(s, "val_accuracy");
+        for (int i = 0; i < res.epochs_done; i++) {
+            cJSON_AddItemToArray(acc, isfinite(res.accuracy[i]) ? cJSON_CreateNumber(res.accuracy[i]) : cJSON_CreateNull());
+            cJSON_AddItemToArray(vacc, isfinite(res.val_accuracy[i]) ? cJSON_CreateNumber(res.val_accuracy[i])
+                                                                      : cJSON_CreateNull());
+        }
+    }
     if (res.best_epoch > 0) {
         cJSON_AddNumberToObject(s, "best_epoch", res.best_epoch);
         cJSON_AddBoolToObject(s, "stopped_early", res.stopped_early);

@@ -160,6 +160,7 @@ typedef struct job_point {
     int epoch;
     long step;
     double loss, val_loss, time;
+    double accuracy, val_accuracy;          /* a classifier's, else NaN */
 } job_point;
 
 typedef struct train_job {
@@ -170,6 +171,7 @@ typedef struct train_job {
     long step, steps;
     double loss, val_loss;
     double lr;                              /* the learning rate of its epoch */
+    double accuracy, val_accuracy;          /* a classifier's at its last epoch end, else NaN */
     int best_epoch;                         /* early stopping: its best epoch, else 0 */
     int stopped_early;                      /* early stopping ended it */
     double started, finished, submitted;    /* seconds since the epoch */

@@ -54,6 +54,8 @@ static const struct { const char *key; size_t off; fkind kind; } fields[] = {
     {"loss", offsetof(train_job, loss), F_DBL},
     {"val_loss", offsetof(train_job, val_loss), F_DBL},
     {"lr", offsetof(train_job, lr), F_DBL},
+    {"accuracy", offsetof(train_job, accuracy), F_DBL},
+    {"val_accuracy", offsetof(train_job, val_accuracy), F_DBL},
     {"best_epoch", offsetof(train_job, best_epoch), F_INT},
     {"stopped_early", offsetof(train_job, stopped_early), F_INT},
     {"submitted", offsetof(train_job, submitted), F_DBL},
@@ -88,6 +90,8 @@ char *jobrec_text(const train_job *j)
         cJSON_AddItemToArray(x, isfinite(p->loss) ? cJSON_CreateNumber(p->loss) : cJSON_CreateNull());
         cJSON_AddItemToArray(x, isfinite(p->val_loss) ? cJSON_CreateNumber(p->val_loss) : cJSON_CreateNull());
         cJSON_AddItemToArray(x, cJSON_CreateNumber(p->time));
+        cJSON_AddItemToArray(x, isfinite(p->accuracy) ? cJSON_CreateNumber(p->accuracy) : cJSON_CreateNull());
+        cJSON_AddItemToArray(x, isfinite(p->val_accuracy) ? cJSON_CreateNumber(p->val_accuracy) : cJSON_CreateNull());
         cJSON_AddItemToArray(a, x);
     }
     char *s = cJSON_PrintUnformatted(o);
@@ -148,14 +152,17 @@ static train_job *parse_record(const char *text)
     j->points = np > 0 ? calloc((size_t)np, sizeof *j->points) : NULL;
     j->cap_points = j->points ? np : 0;
     for (const cJSON *x = pts ? pts->child : NULL; x && j->npoints < j->cap_points; x = x->next) {
-        if (cJSON_GetArraySize(x) != 5)
+        /* [epoch, step, loss, val_loss, time, accuracy, val_accuracy]; records
+         * of before accuracy have the first five */
+        const int len = cJSON_GetArraySize(x);
+        if (len != 5 && len != 7)
             continue;
-        double v[5];
-        for (int k = 0; k < 5; k++) {
+        double v[7] = {0, 0, 0, 0, 0, NAN, NAN};
+        for (int k = 0; k < len; k++) {
             const cJSON *e = cJSON_GetArrayItem(x, k);
             v[k] = cJSON_IsNumber(e) ? e->valuedouble : NAN;
         }
-        j->points[j->npoints++] = (job_point){(int)v[0], (long)v[1], v[2], v[3], v[4]};
+        j->points[j->npoints++] = (job_point){(int)v[0], (long)v[1], v[2], v[3], v[4], v[5], v[6]};
     }
 out:
     cJSON_Delete(o);

@@ -106,6 +106,7 @@ static void record(job_pool *p, train_job *j)
 int job_prepare(train_job *j, const char *data_dir, rnn_dataset *d, rnn_err *err)
 {
     j->spec.base_series = j->base ? &j->base->meta.series : NULL;
+    j->spec.base_words = j->base && j->base->meta.words.n ? &j->base->meta.words : NULL;
     if (rnn_job_dataset(&j->spec, j->base ? j->base->meta.vocab : NULL, data_dir, d, err))
         return -1;
     const rnn_config *c = &j->spec.cfg;
@@ -163,7 +164,10 @@ static int on_progress(void *ud, const rnn_progress *p)
     j->best_epoch = p->best_epoch;
     if (p->epoch_end) {
         j->val_loss = p->val_loss;
-        job_point pt = {p->epoch, p->step, p->epoch_loss, p->val_loss, rnnd_now()};
+        j->accuracy = p->accuracy;
+        j->val_accuracy = p->val_accuracy;
+        job_point pt = {p->epoch, p->step, p->epoch_loss, p->val_loss, rnnd_now(), p->accuracy,
+                        p->val_accuracy};
         add_point(j, &pt, c->pool->cfg->loss_history_max);
     }
     const int stop = c->pool->stopping;
@@ -562,7 +566,7 @@ int pool_submit(job_pool *p, train_job *j)
     j->id = id;
     j->submitted = rnnd_now();
     j->epochs = j->spec.train.epochs;
-    j->val_loss = j->lr = NAN;
+    j->val_loss = j->lr = j->accuracy = j->val_accuracy = NAN;
     j->loss = NAN;
     p->jobs[p->njobs++] = j;
     enqueue(p, j);
@@ -600,6 +604,10 @@ static void job_json(const train_job *j, cJSON *o, int with_points)
     num_or_null(o, "loss", j->loss);
     num_or_null(o, "val_loss", j->val_loss);
     num_or_null(o, "lr", j->lr);
+    if (isfinite(j->accuracy) || isfinite(j->val_accuracy)) {
+        num_or_null(o, "accuracy", j->accuracy);
+        num_or_null(o, "val_accuracy", j->val_accuracy);
+    }
     if (j->best_epoch > 0) {
         cJSON_AddNumberToObject(o, "best_epoch", j->best_epoch);
         cJSON_AddBoolToObject(o, "stopped_early", j->stopped_early);
@@ -623,6 +631,10 @@ static void job_json(const train_job *j, cJSON *o, int with_points)
             cJSON_AddNumberToObject(x, "step", (double)p->step);
             num_or_null(x, "loss", p->loss);
             num_or_null(x, "val_loss", p->val_loss);
+            if (isfinite(p->accuracy)) {
+                num_or_null(x, "accuracy", p->accuracy);
+                num_or_null(x, "val_accuracy", p->val_accuracy);
+            }
             cJSON_AddNumberToObject(x, "time", p->time);
             cJSON_AddItemToArray(a, x);
         }

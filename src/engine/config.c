@@ -42,7 +42,9 @@ int rnn_activation_parse(const char *s, rnn_activation *out)
 
 int rnn_task_parse(const char *s, rnn_task *out)
 {
-    int i = lookup(task_names, 3, s);
+    /* "lm" is the language model over characters or words; "charlm" its
+     * older name, which model files keep */
+    int i = s && !strcmp(s, "lm") ? (int)RNN_TASK_CHARLM : lookup(task_names, 3, s);
     if (i < 0) return -1;
     *out = (rnn_task)i;
     return 0;

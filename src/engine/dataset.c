@@ -23,6 +23,7 @@ void rnn_dataset_free(rnn_dataset *d)
         free(d->labels[i]);
     free(d->labels);
     rnn_series_free(&d->series);
+    rnn_words_free(&d->words);
     memset(d, 0, sizeof *d);
 }
 

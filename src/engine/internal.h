@@ -37,6 +37,28 @@ int rnn_series_dataset(const struct cJSON *dj, const char *scope, const char *cs
                        const rnn_series *base, int window, rnn_mode mode, rnn_dataset *d,
                        rnn_err *err);
 
+/* Words (words.c): the tokens of s (strdup'ed, *n of them); the
+ * vocabulary of n tokens (those seen min_count times, the max_vocab most
+ * frequent with "<unk>" and "<eos>", indexed); a lookup (-1: absent);
+ * free and copy; and a generated token appended to the text in buf. */
+extern const char *const rnn_word_unk, *const rnn_word_eos;
+int rnn_words_split(const char *s, int lowercase, char ***out, int *n);
+int rnn_words_vocab(char *const *toks, size_t n, int min_count, int max_vocab, int lowercase,
+                    rnn_words *w, rnn_err *err);
+int rnn_words_index(rnn_words *w);
+int rnn_words_find(const rnn_words *w, const char *s);
+void rnn_words_free(rnn_words *w);
+int rnn_words_copy(rnn_words *dst, const rnn_words *src);
+size_t rnn_words_append(char *buf, size_t len, const char *prev, const char *tok);
+
+/* The dataset of a job's text (texts.c): data.texts, or the one text
+ * (data.text or a file's), for an lm (windows of T tokens) or a classifier
+ * (data.labels), over characters (vocab: the base model's, or NULL) or
+ * words (job->words, job->base_words). Fills the job's sizes. */
+struct rnn_job;
+int rnn_texts_dataset(struct rnn_job *job, const struct cJSON *dj, const char *text, const char *vocab,
+                      int T, rnn_dataset *d, rnn_err *err);
+
 /* A series as the "rnnd.series" metadata of a model file (NULL when a
  * plain series of numbers needs none; caller frees), and back, checked
  * against the model's X inputs and O outputs. */

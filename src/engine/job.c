@@ -185,6 +185,23 @@ int rnn_job_parse(rnn_job *job, const char *json, size_t len, rnn_err *err)
     job->has[RNN_JOB_HAS_LAYERS] = r;
     if ((r = rnn_field_get(root, "job", "embedding", &c->embedding, err)) < 0) goto out;
     job->has[RNN_JOB_HAS_EMBEDDING] = r;
+    job->lowercase = 1;
+    job->min_count = 1;
+    job->max_vocab = 20000;
+    if ((r = rnn_field_get(root, "job", "tokens", &s, err)) < 0) goto out;
+    if (r > 0 && strcmp(s, "chars") && strcmp(s, "words")) {
+        rnn_fail(err, "tokens: must be chars or words, got \"%.40s\"", s);
+        goto out;
+    }
+    job->words = r > 0 && !strcmp(s, "words");
+    if (rnn_field_get(root, "job", "lowercase", &job->lowercase, err) < 0 ||
+        rnn_field_get(root, "job", "min_count", &job->min_count, err) < 0 ||
+        rnn_field_get(root, "job", "max_vocab", &job->max_vocab, err) < 0)
+        goto out;
+    if (job->words && c->task == RNN_TASK_REGRESSION) {
+        rnn_fail(err, "tokens: words are for lm and classify jobs");
+        goto out;
+    }
 
     const cJSON *o = NULL;
     if ((r = rnn_field_get(root, "job", "init", &o, err)) < 0) goto out;
@@ -697,10 +714,20 @@ int rnn_job_dataset(rnn_job *job, const char *vocab, const char *data_dir, rnn_d
     if (cJSON_GetObjectItemCaseSensitive(dj, "sequences")) {
         if (rnn_fields_only(dj, "data.sequences", err))
             return -1;
+        if (job->words)
+            return rnn_fail(err, "tokens: words come as data.texts (or text), not sequences");
         return build_sequences(job, dj, vocab, d, err);
     }
+    if (cJSON_GetObjectItemCaseSensitive(dj, "texts")) {
+        if (rnn_fields_only(dj, "data.texts", err) || rnn_field_get(dj, "data.texts", "window", &w, err) < 0)
+            return -1;
+        if (c->task == RNN_TASK_REGRESSION)
+            return rnn_fail(err, "data.texts: needs task lm or classify");
+        return rnn_texts_dataset(job, dj, NULL, vocab, w, d, err);
+    }
     if (c->task == RNN_TASK_CLASSIFY)
-        return rnn_fail(err, "data: a classify job takes {\"sequences\": [...], \"targets\": [...]}");
+        return rnn_fail(err, "data: a classify job takes {\"texts\": [...], \"labels\": [...]} or "
+                             "{\"sequences\": [...], \"targets\": [...]}");
     if (cJSON_GetObjectItemCaseSensitive(dj, "series")) {
         if (shape_of(dj, "data.series", &w, err))
             return -1;
@@ -732,17 +759,12 @@ int rnn_job_dataset(rnn_job *job, const char *vocab, const char *data_dir, rnn_d
                 free(buf);
                 return rnn_fail(err, "data.%s: contains a NUL byte", is_file ? "file" : "text");
             }
-            rc = rnn_dataset_from_text(d, text, len, w, vocab, err);
-            if (rc == 0) {
-                c->input_size = c->output_size = d->vocab_n;
-                c->mode = RNN_MODE_MANY_TO_MANY;
-                c->tokens = 1;
-            }
+            rc = rnn_texts_dataset(job, dj, text, vocab, w, d, err);
         } else if (is_file) {
             rc = strlen(text) != len ? rnn_fail(err, "data.file: contains a NUL byte")
                                      : series_windows(job, dj, "data.file", text, w, d, err);
         } else {
-            rc = rnn_fail(err, "data.text: needs task charlm");
+            rc = rnn_fail(err, "data.text: needs task lm");
         }
         free(buf);
         return rc;

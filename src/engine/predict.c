@@ -53,6 +53,7 @@ typedef struct pctx {
     int status;
     rnn_err *err;
     rnn_predictor *p;
+    int unknown;            /* tokens of the request the vocabulary lacks */
     slot *sl;               /* of m */
     rnn_state *st;          /* the state of the pass running */
     float *x, *out;         /* (B, X), (B, O) */
@@ -184,9 +185,42 @@ static int read_step_raw(pctx *c, const cJSON *s, const char *path, int t, float
     return 0;
 }
 
-/* Token ids of a string in the model's vocabulary; *n gets the count. */
+/* Token ids of a string in the model's vocabulary; *n gets the count. A
+ * word the vocabulary lacks is "<unk>"; a character it lacks is left out.
+ * Both are counted in c->unknown, which the reply reports. */
+static int32_t *read_words(pctx *c, const char *s, const char *path, int *n)
+{
+    const rnn_words *w = &c->meta->words;
+    char **toks;
+    int len;
+    if (rnn_words_split(s, w->lowercase, &toks, &len)) {
+        bad(c, 500, "out of memory");
+        return NULL;
+    }
+    int32_t *tok = len <= c->lim->max_sequence_length ? rnn_xcalloc((size_t)len + 1, sizeof(int32_t)) : NULL;
+    for (int i = 0; tok && i < len; i++) {
+        const int id = rnn_words_find(w, toks[i]);
+        tok[i] = id < 0 ? 0 : id;
+        c->unknown += id < 0;
+    }
+    for (int i = 0; i < len; i++) free(toks[i]);
+    free(toks);
+    if (!tok) {
+        if (len > c->lim->max_sequence_length)
+            bad(c, 413, "%s: %d words, the limit is %d (max_sequence_length)", path, len,
+                c->lim->max_sequence_length);
+        else
+            bad(c, 500, "out of memory");
+        return NULL;
+    }
+    *n = len;
+    return tok;
+}
+
 static int32_t *read_tokens(pctx *c, const char *s, const char *path, int *n)
 {
+    if (c->meta->words.n)
+        return read_words(c, s, path, n);
     int len = rnn_utf8_decode(s, strlen(s), NULL, 0);
     if (len < 0) {
         bad(c, 422, "%s: not valid UTF-8", path);
@@ -197,8 +231,8 @@ static int32_t *read_tokens(pctx *c, const char *s, const char *path, int *n)
             c->lim->max_sequence_length);
         return NULL;
     }
-    uint32_t *cps = rnn_xcalloc((size_t)len, sizeof(uint32_t));
-    int32_t *tok = rnn_xcalloc((size_t)len, sizeof(int32_t));
+    uint32_t *cps = rnn_xcalloc((size_t)len + 1, sizeof(uint32_t));
+    int32_t *tok = rnn_xcalloc((size_t)len + 1, sizeof(int32_t));
     if (!cps || !tok) {
         free(cps);
         free(tok);
@@ -206,46 +240,77 @@ static int32_t *read_tokens(pctx *c, const char *s, const char *path, int *n)
         return NULL;
     }
     rnn_utf8_decode(s, strlen(s), cps, (size_t)len);
+    int k = 0;
     for (int i = 0; i < len; i++) {
-        tok[i] = rnn_vocab_index(c->meta->vocab ? c->meta->vocab : "", cps[i]);
-        if (tok[i] < 0) {
-            const unsigned cp = (unsigned)cps[i];
-            free(cps);
-            free(tok);
-            bad(c, 422, "%s: character %d (U+%04X) is not in the model's vocabulary", path, i, cp);
-            return NULL;
-        }
+        const int id = rnn_vocab_index(c->meta->vocab ? c->meta->vocab : "", cps[i]);
+        if (id >= 0)
+            tok[k++] = id;
+        c->unknown += id < 0;
     }
     free(cps);
-    *n = len;
+    *n = k;
     return tok;
 }
 
-static int sample(const float *logits, int V, double temperature, rnn_rng *rng)
+/* How the next token is drawn: temperature (0: the likeliest), and the
+ * candidates cut to the top_k likeliest (0: all) and then to the fewest
+ * whose probabilities add up to top_p. */
+typedef struct sampling {
+    double temperature, top_p;
+    int top_k;
+} sampling;
+
+static _Thread_local const float *rank_logits;
+static int by_logit(const void *a, const void *b)
+{
+    const float x = rank_logits[*(const int *)a], y = rank_logits[*(const int *)b];
+    return x > y ? -1 : x < y ? 1 : *(const int *)a - *(const int *)b;
+}
+
+/* p_k = exp((l_k - max) / T) / sum_j exp((l_j - max) / T) over the
+ * candidates, then u ~ U(0, sum) picks the first k with cumsum > u. */
+static int sample(const float *logits, int V, const sampling *sp, rnn_rng *rng)
 {
     int best = 0;
     for (int k = 1; k < V; k++)
         if (logits[k] > logits[best]) best = k;
-    if (temperature <= 0)
+    if (sp->temperature <= 0)
         return best;
-    double s = 0, mx = logits[best];
     double *p = malloc((size_t)V * sizeof(double));
-    if (!p)
+    int *ids = malloc((size_t)V * sizeof(int));
+    if (!p || !ids) {
+        free(p);
+        free(ids);
         return best;
-    for (int k = 0; k < V; k++) {
-        p[k] = exp((logits[k] - mx) / temperature);
-        s += p[k];
+    }
+    for (int k = 0; k < V; k++) ids[k] = k;
+    int n = V;
+    if ((sp->top_k > 0 && sp->top_k < V) || sp->top_p < 1) {
+        rank_logits = logits;
+        qsort(ids, (size_t)V, sizeof(int), by_logit);
+        if (sp->top_k > 0 && sp->top_k < n) n = sp->top_k;
+    }
+    double s = 0;
+    const double mx = logits[best];
+    for (int k = 0; k < n; k++) s += p[k] = exp((logits[ids[k]] - mx) / sp->temperature);
+    if (sp->top_p < 1) {
+        double acc = 0;
+        int keep = 0;
+        while (keep < n && acc < sp->top_p * s) acc += p[keep++];
+        n = keep > 0 ? keep : 1;
+        s = acc > 0 ? acc : p[0];
     }
     double u = rnn_rng_uniform(rng) * s, acc = 0;
-    int pick = V - 1;
-    for (int k = 0; k < V; k++) {
+    int pick = ids[n - 1];
+    for (int k = 0; k < n; k++) {
         acc += p[k];
         if (u < acc) {
-            pick = k;
+            pick = ids[k];
             break;
         }
     }
     free(p);
+    free(ids);
     return pick;
 }
 
@@ -313,13 +378,20 @@ static void reply_output(pctx *c, const float *o, cJSON *obj)
         if (o[k] > o[best]) best = k;
     double sum = 0;
     for (int k = 0; k < O; k++) sum += exp(o[k] - o[best]);
-    if (c->meta->nlabels == O)
+    /* with label names, the probabilities are keyed by them */
+    const int named = c->meta->nlabels == O;
+    if (named)
         cJSON_AddStringToObject(obj, "label", c->meta->labels[best]);
     else
         cJSON_AddNumberToObject(obj, "label", best);
-    cJSON *pr = cJSON_AddArrayToObject(obj, "probabilities");
-    for (int k = 0; k < O; k++)
-        cJSON_AddItemToArray(pr, cJSON_CreateNumber(exp(o[k] - o[best]) / sum));
+    cJSON *pr = named ? cJSON_AddObjectToObject(obj, "probabilities") : cJSON_AddArrayToObject(obj, "probabilities");
+    for (int k = 0; k < O; k++) {
+        cJSON *v = cJSON_CreateNumber(exp(o[k] - o[best]) / sum);
+        if (named)
+            cJSON_AddItemToObject(pr, c->meta->labels[k], v);
+        else
+            cJSON_AddItemToArray(pr, v);
+    }
 }
 
 /* "steps": the forecast asked for, if the model can make one; -1 if not. */
@@ -409,26 +481,70 @@ static int predict_rows(pctx *c, row *rows, int B, const cJSON *req, cJSON *cons
     return 0;
 }
 
+/* The text of token k: a word, or a character into ch. */
+static const char *token_text(const pctx *c, int k, char *ch)
+{
+    if (c->meta->words.n)
+        return c->meta->words.tok[k];
+    rnn_vocab_char(c->meta->vocab, k, ch);
+    return ch;
+}
+
+/* "top": the K likeliest next tokens after the prefix (whose last step's
+ * logits are in c->out), with their softmax probabilities. */
+static void next_tokens(pctx *c, int K, cJSON *reply)
+{
+    const int V = c->m->cfg.output_size;
+    int *ids = malloc((size_t)V * sizeof(int));
+    if (!ids)
+        return;
+    for (int k = 0; k < V; k++) ids[k] = k;
+    rank_logits = c->out;
+    qsort(ids, (size_t)V, sizeof(int), by_logit);
+    double sum = 0;
+    for (int k = 0; k < V; k++) sum += exp(c->out[k] - c->out[ids[0]]);
+    cJSON *a = cJSON_AddArrayToObject(reply, "next");
+    char ch[8];
+    for (int k = 0; k < K && k < V; k++) {
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddStringToObject(x, "token", token_text(c, ids[k], ch));
+        cJSON_AddNumberToObject(x, "p", exp(c->out[ids[k]] - c->out[ids[0]]) / sum);
+        cJSON_AddItemToArray(a, x);
+    }
+    free(ids);
+}
+
+/* An lm's reply: "length" tokens after the prefix "text" (words stop at
+ * "<eos>"), drawn as "temperature", "top_k" and "top_p" say; or, with
+ * "top", the likeliest next tokens. */
 static int generate(pctx *c, const cJSON *req, cJSON *reply)
 {
     const rnn_config *cfg = &c->m->cfg;
+    const int words = c->meta->words.n > 0;
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(req, "text");
     const cJSON *l = cJSON_GetObjectItemCaseSensitive(req, "length");
     const cJSON *tp = cJSON_GetObjectItemCaseSensitive(req, "temperature");
     const cJSON *sd = cJSON_GetObjectItemCaseSensitive(req, "seed");
+    const cJSON *tk = cJSON_GetObjectItemCaseSensitive(req, "top_k");
+    const cJSON *pp = cJSON_GetObjectItemCaseSensitive(req, "top_p");
+    const cJSON *top = cJSON_GetObjectItemCaseSensitive(req, "top");
     if (!t)
         return bad(c, 400, "text: missing (the prefix to continue; may be \"\")");
     if (!cJSON_IsString(t))
         return bad(c, 400, "text: must be a string");
-    int length = l ? (int)l->valuedouble : 200;
+    const int length = top ? 0 : l ? (int)l->valuedouble : 200;
     if (length > c->lim->max_steps)
-        return bad(c, 413, "length: %d characters, the limit is %d", length, c->lim->max_steps);
-    double temperature = tp ? tp->valuedouble : 1.0;
+        return bad(c, 413, "length: %d tokens, the limit is %d", length, c->lim->max_steps);
+    const sampling sp = {tp ? tp->valuedouble : 1.0, pp ? pp->valuedouble : 1.0, tk ? (int)tk->valuedouble : 0};
     uint64_t seed = sd ? (uint64_t)sd->valuedouble : (uint64_t)time(NULL) ^ (uint64_t)clock();
     int n = 0;
     int32_t *tok = NULL;
     if (t->valuestring[0] && !(tok = read_tokens(c, t->valuestring, "text", &n)))
         return -1;
+    if (top && n == 0) {
+        free(tok);
+        return bad(c, 422, "top: needs a text with at least one token the model knows");
+    }
     if (check_work(c, (double)n + length) || use_state(c, 1)) {
         free(tok);
         return -1;
@@ -438,32 +554,51 @@ static int generate(pctx *c, const cJSON *req, cJSON *reply)
     rnn_state_reset(c->st, cfg);
     const int V = cfg->output_size;
     int32_t cur;
+    /* no prefix: words start a sentence (after "<eos>"), characters from one
+     * drawn from the vocabulary */
+    const int drawn = n == 0 && !words;
     if (n == 0) {
-        /* no prefix: start from a character drawn from the vocabulary */
-        cur = (int32_t)rnn_rng_below(&rng, (uint64_t)V);
+        cur = words ? 1 : (int32_t)rnn_rng_below(&rng, (uint64_t)V);
     } else {
         for (int i = 0; i + 1 < n; i++)
             rnn_step(c->m, c->st, NULL, &tok[i], NULL);
         cur = tok[n - 1];
     }
     free(tok);
-    char *buf = malloc((size_t)length * 4 + 5), ch[8];
+    if (top) {
+        rnn_step(c->m, c->st, NULL, &cur, c->out);
+        next_tokens(c, (int)top->valuedouble, reply);
+        return 0;
+    }
+    size_t longest = 4;
+    for (int k = 0; words && k < c->meta->words.n; k++)
+        if (strlen(c->meta->words.tok[k]) > longest) longest = strlen(c->meta->words.tok[k]);
+    char *buf = malloc((size_t)(length + 1) * (longest + 1) + 1), ch[8];
     if (!buf)
         return bad(c, 500, "out of memory");
     size_t p = 0;
-    if (n == 0)
+    buf[0] = 0;
+    if (drawn)
         p += (size_t)rnn_vocab_char(c->meta->vocab, cur, buf + p);
+    const char *prev = NULL;
     for (int k = 0; k < length; k++) {
         rnn_step(c->m, c->st, NULL, &cur, c->out);
-        cur = sample(c->out, V, temperature, &rng);
-        int w = rnn_vocab_char(c->meta->vocab, cur, ch);
-        memcpy(buf + p, ch, (size_t)w);
-        p += (size_t)w;
+        cur = sample(c->out, V, &sp, &rng);
+        if (words && cur == 1)
+            break; /* <eos>: the sentence is over */
+        const char *w = token_text(c, cur, ch);
+        if (words) {
+            p = rnn_words_append(buf, p, prev, w);
+            prev = w;
+        } else {
+            memcpy(buf + p, w, strlen(w));
+            p += strlen(w);
+        }
     }
     buf[p] = 0;
     cJSON_AddStringToObject(reply, "text", buf);
     /* the seed, when one was used: to sample, or to pick a first character */
-    if (temperature > 0 || n == 0)
+    if (sp.temperature > 0 || drawn)
         cJSON_AddNumberToObject(reply, "seed", (double)(seed & ((1ULL << 53) - 1)));
     free(buf);
     return 0;
@@ -654,9 +789,23 @@ int rnn_predict_json(rnn_predictor *p, const rnn_model *m, const rnn_meta *meta,
     cJSON_AddNumberToObject(out, "version", (double)version);
     const cJSON *seq = cJSON_GetObjectItemCaseSensitive(rq, "sequence");
     const cJSON *seqs = cJSON_GetObjectItemCaseSensitive(rq, "sequences");
+    const cJSON *text = cJSON_GetObjectItemCaseSensitive(rq, "text");
+    const cJSON *texts = cJSON_GetObjectItemCaseSensitive(rq, "texts");
+    if (m->cfg.task == RNN_TASK_CLASSIFY && rnn_token_input(&m->cfg) && (text || texts)) {
+        /* a classifier over text: "text" is its sequence, "texts" its sequences */
+        if (seq || seqs || (text && texts)) {
+            bad(&c, 400, "give one of text, texts, sequence or sequences");
+            goto done;
+        }
+        seq = text;
+        seqs = texts;
+    } else if (texts) {
+        bad(&c, 400, "texts: only for a classifier over text");
+        goto done;
+    }
     if (m->cfg.task == RNN_TASK_CHARLM) {
         if (seq || seqs) {
-            bad(&c, 400, "a charlm model takes {\"text\": prefix, \"length\": N}, not sequences");
+            bad(&c, 400, "a language model takes {\"text\": prefix, \"length\": N}, not sequences");
             goto done;
         }
         if (predictor_fit(&c, 1) || generate(&c, rq, out))
@@ -682,6 +831,8 @@ int rnn_predict_json(rnn_predictor *p, const rnn_model *m, const rnn_meta *meta,
         nonfinite(&c, name);
         goto done;
     }
+    if (c.unknown > 0)
+        cJSON_AddNumberToObject(out, "unknown", c.unknown);
     if (!(*reply = rnn_json_line(out, reply_len))) {
         bad(&c, 500, "out of memory");
         goto done;
@@ -926,7 +1077,8 @@ done:
 
 int rnn_predict_batchable(const rnn_model *m, const cJSON *req)
 {
-    return m->cfg.task != RNN_TASK_CHARLM && cJSON_IsObject(req) &&
+    /* text (whose unknown tokens the reply counts) goes alone */
+    return m->cfg.task != RNN_TASK_CHARLM && !rnn_token_input(&m->cfg) && cJSON_IsObject(req) &&
            cJSON_HasObjectItem(req, "sequence") && !cJSON_HasObjectItem(req, "sequences");
 }
 

@@ -35,6 +35,7 @@ void rnn_meta_free(rnn_meta *meta)
     free(meta->loss);
     free(meta->val_loss);
     rnn_series_free(&meta->series);
+    rnn_words_free(&meta->words);
     rnn_meta_init(meta);
 }
 
@@ -46,7 +47,8 @@ int rnn_meta_copy(rnn_meta *dst, const rnn_meta *src)
     dst->loss = dst->val_loss = NULL;
     dst->nlabels = dst->nhistory = 0;
     memset(&dst->series, 0, sizeof dst->series);
-    if (rnn_series_copy(&dst->series, &src->series))
+    memset(&dst->words, 0, sizeof dst->words);
+    if (rnn_series_copy(&dst->series, &src->series) || rnn_words_copy(&dst->words, &src->words))
         goto fail;
     if (src->vocab && !(dst->vocab = strdup(src->vocab)))
         goto fail;
@@ -74,6 +76,10 @@ int rnn_meta_take_data(rnn_meta *meta, rnn_dataset *d)
         meta->nlabels = d->nlabels;
         d->labels = NULL;
         d->nlabels = 0;
+    }
+    if (!meta->words.n && d->words.n) {
+        meta->words = d->words;
+        memset(&d->words, 0, sizeof d->words);
     }
     if (!meta->series.ncolumns && d->series.ncolumns) {
         meta->series = d->series;
@@ -124,7 +130,8 @@ char *rnn_config_json(const rnn_config *c, const rnn_meta *meta)
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return NULL;
-    cJSON_AddStringToObject(o, "task", rnn_task_name(c->task));
+    const int words = meta && meta->words.n > 0;
+    cJSON_AddStringToObject(o, "task", words && c->task == RNN_TASK_CHARLM ? "lm" : rnn_task_name(c->task));
     cJSON_AddStringToObject(o, "mode", rnn_mode_name(c->mode));
     cJSON_AddStringToObject(o, "cell", rnn_cell_name(c->cell));
     cJSON_AddStringToObject(o, "activation", rnn_activation_name(c->act));
@@ -133,7 +140,15 @@ char *rnn_config_json(const rnn_config *c, const rnn_meta *meta)
     cJSON_AddNumberToObject(o, "layers", c->layers);
     cJSON_AddNumberToObject(o, "output_size", c->output_size);
     cJSON_AddNumberToObject(o, "embedding", c->embedding);
-    cJSON_AddStringToObject(o, "vocab", meta && meta->vocab ? meta->vocab : "");
+    if (words) {
+        cJSON *a = cJSON_AddArrayToObject(o, "vocab");
+        for (int i = 0; a && i < meta->words.n; i++)
+            cJSON_AddItemToArray(a, cJSON_CreateString(meta->words.tok[i]));
+        cJSON_AddStringToObject(o, "tokens", "words");
+        cJSON_AddBoolToObject(o, "lowercase", meta->words.lowercase);
+    } else {
+        cJSON_AddStringToObject(o, "vocab", meta && meta->vocab ? meta->vocab : "");
+    }
     if (meta && meta->nlabels > 0) {
         cJSON *a = cJSON_AddArrayToObject(o, "labels");
         for (int i = 0; a && i < meta->nlabels; i++)
@@ -157,6 +172,41 @@ static int json_req(const cJSON *o, const char *key, void *out, rnn_err *err)
     (json_req(o, key, &s, err) ? -1                                                         \
      : parse(s, out) ? rnn_fail(err, "rnnd.config: \"%s\" has an unknown value", key) : 0)
 
+/* A word vocabulary: input_size strings, "<unk>" and "<eos>" first. */
+static int parse_words(const cJSON *o, const cJSON *v, const rnn_config *cfg, rnn_words *w, rnn_err *err)
+{
+    const cJSON *tk = cJSON_GetObjectItemCaseSensitive(o, "tokens");
+    const cJSON *lc = cJSON_GetObjectItemCaseSensitive(o, "lowercase");
+    if (!cJSON_IsString(tk) || strcmp(tk->valuestring, "words"))
+        return rnn_fail(err, "rnnd.config: a \"vocab\" array needs \"tokens\": \"words\"");
+    if (lc && !cJSON_IsBool(lc))
+        return rnn_fail(err, "rnnd.config: \"lowercase\" must be true or false");
+    if (cJSON_GetArraySize(v) != cfg->input_size || cfg->input_size < 2)
+        return rnn_fail(err, "rnnd.config: \"vocab\" has %d words, input_size is %d",
+                        cJSON_GetArraySize(v), cfg->input_size);
+    memset(w, 0, sizeof *w);
+    w->lowercase = !lc || cJSON_IsTrue(lc);
+    if (!(w->tok = calloc((size_t)cfg->input_size, sizeof(char *))))
+        return rnn_fail(err, "out of memory");
+    for (const cJSON *e = v->child; e; e = e->next, w->n++)
+        if (!cJSON_IsString(e) || !e->valuestring[0] || strlen(e->valuestring) > 256 ||
+            !(w->tok[w->n] = strdup(e->valuestring))) {
+            rnn_words_free(w);
+            return rnn_fail(err, "rnnd.config: \"vocab\"[%d] must be a word", w->n);
+        }
+    if (strcmp(w->tok[0], rnn_word_unk) || strcmp(w->tok[1], rnn_word_eos) || rnn_words_index(w)) {
+        rnn_words_free(w);
+        return rnn_fail(err, "rnnd.config: a word \"vocab\" starts with \"<unk>\", \"<eos>\"");
+    }
+    for (int i = 1; i < w->n; i++)
+        if (!strcmp(w->tok[w->order[i]], w->tok[w->order[i - 1]])) {
+            rnn_fail(err, "rnnd.config: \"vocab\" holds \"%.40s\" twice", w->tok[w->order[i]]);
+            rnn_words_free(w);
+            return -1;
+        }
+    return 0;
+}
+
 /* Parses "rnnd.config" into cfg and the vocabulary/labels of meta. */
 static int parse_config(const char *json, rnn_config *cfg, rnn_meta *meta, rnn_err *err)
 {
@@ -179,18 +229,22 @@ static int parse_config(const char *json, rnn_config *cfg, rnn_meta *meta, rnn_e
         json_req(o, "embedding", &cfg->embedding, err))
         goto out;
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "vocab");
-    if (!v || !cJSON_IsString(v)) {
-        rnn_fail(err, "rnnd.config: missing \"vocab\" (a string, \"\" for numeric input)");
+    if (!v || !(cJSON_IsString(v) || cJSON_IsArray(v))) {
+        rnn_fail(err, "rnnd.config: missing \"vocab\" (a string of characters, \"\" for numeric "
+                      "input, or an array of words)");
         goto out;
     }
     /* token input: an embedding, or a vocabulary without one (one-hot) */
-    cfg->tokens = v->valuestring[0] != 0;
+    cfg->tokens = cJSON_IsArray(v) || v->valuestring[0] != 0;
     rnn_err cerr;
     if (rnn_config_check(cfg, &cerr)) {
         rnn_fail(err, "rnnd.config: %s", cerr.msg);
         goto out;
     }
-    if (rnn_token_input(cfg)) {
+    if (cJSON_IsArray(v)) {
+        if (parse_words(o, v, cfg, &meta->words, err))
+            goto out;
+    } else if (rnn_token_input(cfg)) {
         int n = rnn_utf8_decode(v->valuestring, strlen(v->valuestring), NULL, 0);
         if (n != cfg->input_size) {
             rnn_fail(err, "rnnd.config: \"vocab\" has %d characters, input_size is %d", n, cfg->input_size);

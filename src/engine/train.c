@@ -28,7 +28,9 @@ void rnn_train_result_free(rnn_train_result *r)
 {
     free(r->loss);
     free(r->val_loss);
-    r->loss = r->val_loss = NULL;
+    free(r->accuracy);
+    free(r->val_accuracy);
+    r->loss = r->val_loss = r->accuracy = r->val_accuracy = NULL;
 }
 
 /* Does the data fit the model? Names the first mismatch. */
@@ -88,8 +90,13 @@ static int max_len(const rnn_dataset *d, const int *idx, int n)
     return m;
 }
 
-double rnn_evaluate(const rnn_model *m, const rnn_dataset *d, const int *idx_in, int n, int batch)
+/* Mean loss of the sequences (all if idx_in is NULL) and, for a
+ * classifier, into *acc (if not NULL) the fraction whose likeliest class is
+ * their target. */
+static double evaluate(const rnn_model *m, const rnn_dataset *d, const int *idx_in, int n, int batch,
+                       double *acc)
 {
+    long right = 0, seen = 0;
     if (!idx_in) n = d->n;
     if (n < 1 || batch < 1)
         return NAN;
@@ -115,8 +122,20 @@ double rnn_evaluate(const rnn_model *m, const rnn_dataset *d, const int *idx_in,
         double w = batch_weight(d, b.T, b.B);
         total += rnn_forward(m, ws, &b) * w;
         weight += w;
+        if (acc && d->task == RNN_TASK_CLASSIFY) {
+            const int O = m->cfg.output_size;
+            const float *o = rnn_ws_outputs(ws);
+            for (int i = 0; i < b.B; i++, seen++) {
+                int best = 0;
+                for (int j = 1; j < O; j++)
+                    if (o[(size_t)i * O + j] > o[(size_t)i * O + best]) best = j;
+                right += best == b.cls[i];
+            }
+        }
     }
     total /= weight;
+    if (acc)
+        *acc = seen ? (double)right / (double)seen : NAN;
 out:
     rnn_ws_free(ws);
     batch_buf_free(&bb);
@@ -126,6 +145,11 @@ out:
 
 /* Takes a resume state into the run: the weights, the optimizer's moments
  * and step, the losses so far and where in which epoch to go on. */
+double rnn_evaluate(const rnn_model *m, const rnn_dataset *d, const int *idx, int n, int batch)
+{
+    return evaluate(m, d, idx, n, batch, NULL);
+}
+
 static int resume_from(const rnn_train_state *r, rnn_train_state *st, rnn_optim *opt, int nb,
                        int epochs, rnn_err *err)
 {
@@ -194,6 +218,12 @@ int rnn_train(rnn_model *m, const rnn_dataset *d, const rnn_train_cfg *cfg,
     rnn_team *team = NULL;
     res->loss = rnn_xcalloc((size_t)cfg->epochs, sizeof(double));
     res->val_loss = rnn_xcalloc((size_t)cfg->epochs, sizeof(double));
+    if (d->task == RNN_TASK_CLASSIFY) {
+        res->accuracy = rnn_xcalloc((size_t)cfg->epochs, sizeof(double));
+        res->val_accuracy = rnn_xcalloc((size_t)cfg->epochs, sizeof(double));
+        for (int e = 0; res->accuracy && res->val_accuracy && e < cfg->epochs; e++)
+            res->accuracy[e] = res->val_accuracy[e] = NAN; /* epochs done before a resume */
+    }
     if (!all || !tmp || !start || !count || !order || !good || (early && !best) || !res->loss ||
         !res->val_loss) {
         rnn_fail(err, "out of memory for training");
@@ -327,7 +357,15 @@ int rnn_train(rnn_model *m, const rnn_dataset *d, const rnn_train_cfg *cfg,
             break;
         }
         res->loss[ep - 1] = sum / weight;
-        res->val_loss[ep - 1] = nval > 0 ? rnn_evaluate(m, d, val, nval, B) : NAN;
+        double val_acc = NAN, train_acc = NAN;
+        res->val_loss[ep - 1] = nval > 0 ? evaluate(m, d, val, nval, B, &val_acc) : NAN;
+        /* a classifier's accuracy: one more pass over the training set */
+        if (d->task == RNN_TASK_CLASSIFY)
+            evaluate(m, d, all, ntrain, B, &train_acc);
+        if (res->accuracy) {
+            res->accuracy[ep - 1] = train_acc;
+            res->val_accuracy[ep - 1] = val_acc;
+        }
         res->epochs_done = ep;
         res->final_loss = res->loss[ep - 1];
         res->final_val_loss = res->val_loss[ep - 1];
@@ -335,6 +373,8 @@ int rnn_train(rnn_model *m, const rnn_dataset *d, const rnn_train_cfg *cfg,
         pr.epoch_end = 1;
         pr.epoch_loss = res->loss[ep - 1];
         pr.val_loss = res->val_loss[ep - 1];
+        pr.accuracy = train_acc;
+        pr.val_accuracy = val_acc;
         pr.elapsed = now_seconds() - t0;
         if (early) {
             pr.best_epoch = rnn_early_best(&cfg->early, watched, ep, NULL) + 1;

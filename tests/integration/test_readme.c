@@ -332,6 +332,28 @@ START_TEST(test_readme_series)
 }
 END_TEST
 
+/* The words block: "networks" is the likeliest word after "I love
+ * recurrent neural", the continuation ends the sentence, and the sentiment
+ * of two unseen sentences. */
+START_TEST(test_readme_words)
+{
+    char *lines[4], *out;
+    int n = readme_script("<!-- words", lines, 4, &out);
+    ck_assert_msg(n == 3, "the words block printed %d lines:\n%s", n, out);
+    cJSON *top = reply("top", lines[0]), *cont = reply("continuation", lines[1]), *mood = reply("mood", lines[2]);
+    const cJSON *first = cJSON_GetArrayItem(cJSON_GetObjectItem(top, "next"), 0);
+    ck_assert_str_eq(cJSON_GetObjectItem(first, "token")->valuestring, "networks");
+    ck_assert(cJSON_GetObjectItem(first, "p")->valuedouble > 0.5);
+    ck_assert_str_eq(cJSON_GetObjectItem(cont, "text")->valuestring, "neural networks.");
+    const cJSON *pr = cJSON_GetObjectItem(mood, "predictions");
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(pr, 0), "label")->valuestring, "pos");
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(pr, 1), "label")->valuestring, "neg");
+    ck_assert_int_eq((int)num(mood, "unknown"), 3);
+    cJSON_Delete(top); cJSON_Delete(cont); cJSON_Delete(mood);
+    free(out);
+}
+END_TEST
+
 /* The KServe block: the model's tensors, and infer equal to /predict. */
 START_TEST(test_readme_kserve)
 {
@@ -372,6 +394,7 @@ Suite *readme_suite(void)
     tcase_add_test(tc, test_readme_sessions);
     tcase_add_test(tc, test_readme_kserve);
     tcase_add_test(tc, test_readme_series);
+    tcase_add_test(tc, test_readme_words);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -69,3 +69,52 @@ got = subprocess.run([rnnd, "generate", "--model", os.path.join(demo, "chars.saf
                       "--length", str(n), "--temperature", "0"], capture_output=True, text=True, check=True).stdout
 assert got == prefix + text + "\n", (got, text)
 print("rnnd_torch: rnnd chars -> PyTorch greedy text equals rnnd's: %r" % text[:40])
+
+
+# a word lm trained by rnnd: PyTorch's next-word probabilities are rnnd's
+with tempfile.TemporaryDirectory() as tmp:
+    job = {"task": "lm", "tokens": "words", "hidden": 24, "embedding": 8, "epochs": 60, "batch": 4,
+           "data": {"texts": ["I love recurrent neural networks.", "Neural networks learn.",
+                              "I love learning."], "window": 4},
+           "optimizer": {"name": "adam", "lr": 0.02}}
+    path = os.path.join(tmp, "job.json")
+    with open(path, "w") as f:
+        json.dump(job, f)
+    model = os.path.join(tmp, "talk.safetensors")
+    subprocess.run([rnnd, "train", "--job", path, "--out", model, "--quiet"], check=True,
+                   capture_output=True)
+    state, cfg, meta = rnnd_torch.load(model)
+    net = rnnd_torch.RNNModel(cfg)
+    net.load_state_dict(state)
+    ids = rnnd_torch.token_ids(cfg, "I love recurrent neural")
+    with torch.no_grad():
+        y, _ = net(torch.tensor(ids).view(-1, 1))
+    p = torch.softmax(y[-1, 0].double(), 0)
+    got = predict(model, {"text": "I love recurrent neural", "top": 1})["next"][0]
+    want = cfg["vocab"][int(p.argmax())]
+    if got["token"] != want or abs(got["p"] - float(p.max())) > 1e-5:
+        sys.exit("rnnd_torch: word lm: rnnd says %r %.6f, PyTorch %r %.6f" % (got["token"], got["p"], want, float(p.max())))
+    print("rnnd_torch: rnnd word lm -> PyTorch: next %r p %.6f both" % (want, got["p"]))
+
+    # a z-scored series trained by rnnd: PyTorch with the file's statistics
+    rows = [[1000 + 100 * math.sin(t / 8), 1000 + 80 * math.cos(t / 8)] for t in range(200)]
+    job = {"hidden": 16, "epochs": 5, "batch": 16,
+           "data": {"series": rows, "window": 10, "target": 0, "normalize": "zscore"}}
+    with open(path, "w") as f:
+        json.dump(job, f)
+    model = os.path.join(tmp, "plant.safetensors")
+    subprocess.run([rnnd, "train", "--job", path, "--out", model, "--quiet"], check=True,
+                   capture_output=True)
+    state, cfg, meta = rnnd_torch.load(model)
+    sr = rnnd_torch.series(meta)
+    net = rnnd_torch.RNNModel(cfg)
+    net.load_state_dict(state)
+    x = torch.tensor([[(v - m) / s for v, m, s in zip(r, sr["mean"], sr["std"])] for r in rows[-10:]])
+    with torch.no_grad():
+        y, _ = net(x.view(10, 1, 2))
+    t = sr["target"][0]
+    want = float(y[-1, 0, 0]) * sr["std"][t] + sr["mean"][t]
+    got = predict(model, {"sequence": rows[-10:]})["prediction"]
+    if abs(got - want) > 1e-5 * abs(want):
+        sys.exit("rnnd_torch: z-scored series: rnnd %.6f, PyTorch %.6f" % (got, want))
+    print("rnnd_torch: rnnd z-scored series -> PyTorch: %.4f vs rnnd %.4f (raw units)" % (want, got))

@@ -178,7 +178,9 @@ def predict_one(net, cfg, seq, req, margins):
             s = math.fsum(ex)
             labels = cfg.get("labels")
             obj["label"] = labels[best] if labels else best
-            obj["probabilities"] = [f64(e / s) for e in ex]
+            # keyed by label when the model names its classes
+            probs = [f64(e / s) for e in ex]
+            obj["probabilities"] = dict(zip(labels, probs)) if labels else probs
         else:
             obj["prediction"] = vec(last)
         steps = req.get("steps", 0)

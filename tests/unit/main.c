@@ -14,6 +14,7 @@ int main(void)
     srunner_add_suite(sr, checkpoint_suite());
     srunner_add_suite(sr, controls_suite());
     srunner_add_suite(sr, series_suite());
+    srunner_add_suite(sr, texts_suite());
     srunner_add_suite(sr, io_suite());
     srunner_add_suite(sr, cli_suite());
     srunner_run_all(sr, CK_NORMAL);

@@ -14,5 +14,6 @@ Suite *cli_suite(void);
 Suite *checkpoint_suite(void);
 Suite *controls_suite(void);
 Suite *series_suite(void);
+Suite *texts_suite(void);
 
 #endif
