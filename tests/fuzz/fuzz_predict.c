@@ -1,10 +1,12 @@
 /*
  * Fuzz target: a prediction request, as POST /predict receives it, against
- * one model of each task (regression LSTM of two features, classify GRU with
- * labels, character LM), through rnn_predict. The work of one request is
- * bounded (max_predict_work) so that every input runs in milliseconds.
+ * one model of each kind (regression LSTM of two features on z-scores of a
+ * series, classify GRU with labels, character LM, word LM, classify over
+ * words), through rnn_predict. The work of one request is bounded
+ * (max_predict_work) so that every input runs in milliseconds.
  */
 #include "fuzz.h"
+#include "internal.h"
 #include "rnn/io.h"
 #include "rnn/rnn.h"
 
@@ -13,7 +15,20 @@
 
 typedef struct served { rnn_model m; rnn_meta meta; } served;
 
-static served models[3];
+#define NMODELS 5
+static served models[NMODELS];
+
+/* the word vocabulary of models 3 and 4 */
+static void give_words(served *s)
+{
+    static const char *const w[] = {"<unk>", "<eos>", "i", "love", "rnn", "."};
+    s->meta.words.n = 6;
+    s->meta.words.lowercase = 1;
+    s->meta.words.tok = malloc(6 * sizeof(char *));
+    for (int i = 0; i < 6; i++) s->meta.words.tok[i] = strdup(w[i]);
+    if (rnn_words_index(&s->meta.words))
+        abort();
+}
 
 static void make(served *s, rnn_config cfg, const char *vocab)
 {
@@ -43,6 +58,23 @@ static void setup(void)
     for (int i = 0; i < 3; i++) models[1].meta.labels[i] = strdup(labels[i]);
     make(&models[2], (rnn_config){RNN_TASK_CHARLM, RNN_MODE_MANY_TO_MANY, RNN_CELL_RNN,
                                   RNN_ACT_TANH, 5, 8, 1, 5, 4, 1}, "abcdé");
+    /* model 0 reads z-scores of two columns and predicts both */
+    rnn_series *sr = &models[0].meta.series;
+    sr->ncolumns = sr->ntarget = 2;
+    sr->target = malloc(2 * sizeof(int));
+    sr->mean = malloc(2 * sizeof(double));
+    sr->std = malloc(2 * sizeof(double));
+    for (int j = 0; j < 2; j++) {
+        sr->target[j] = j;
+        sr->mean[j] = 1000 * (j + 1);
+        sr->std[j] = 50;
+    }
+    make(&models[3], (rnn_config){RNN_TASK_CHARLM, RNN_MODE_MANY_TO_MANY, RNN_CELL_GRU,
+                                  RNN_ACT_TANH, 6, 8, 1, 6, 4, 1}, NULL);
+    give_words(&models[3]);
+    make(&models[4], (rnn_config){RNN_TASK_CLASSIFY, RNN_MODE_MANY_TO_ONE, RNN_CELL_LSTM,
+                                  RNN_ACT_TANH, 6, 8, 1, 2, 4, 1}, NULL);
+    give_words(&models[4]);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -54,7 +86,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     lim.max_sequence_length = 1000;
     lim.max_steps = 1000;
     lim.max_batch = 16;
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < NMODELS; k++) {
         char *reply = NULL;
         int status = 0;
         rnn_err err;

@@ -4,6 +4,7 @@
  * schedule; early stopping stopping early with the best epoch's weights;
  * and the job spec's errors for both keys. */
 #include "suites.h"
+#include "jobs.h"
 #include "rnn/job.h"
 #include "rnn/rnn.h"
 
@@ -89,32 +90,6 @@ START_TEST(test_schedules_match_pytorch)
 }
 END_TEST
 
-/* Runs a job spec from JSON: parse, build data, init, train. */
-static int run_job(const char *json, rnn_model *m, rnn_train_result *res, rnn_err *err,
-                   rnn_progress_fn progress, void *ud)
-{
-    rnn_job job;
-    rnn_dataset d;
-    if (rnn_job_parse(&job, json, strlen(json), err))
-        return -1;
-    if (rnn_job_dataset(&job, NULL, NULL, &d, err)) {
-        rnn_job_free(&job);
-        return -1;
-    }
-    int rc = rnn_model_init(m, &job.cfg, err);
-    if (rc == 0) {
-        rnn_rng rng;
-        rnn_rng_seed(&rng, job.seed);
-        rnn_model_randomize(m, &rng, job.rinit);
-        job.train.progress = progress;
-        job.train.progress_ud = ud;
-        rc = rnn_train(m, &d, &job.train, res, err);
-    }
-    rnn_dataset_free(&d);
-    rnn_job_free(&job);
-    return rc;
-}
-
 typedef struct rates { int n; double lr[MAXE]; } rates;
 
 static int record_rate(void *ud, const rnn_progress *p)
@@ -142,9 +117,9 @@ START_TEST(test_trainer_takes_the_rate)
     rnn_train_result ra, rb, rc;
     rnn_err err;
     rates r = {0};
-    ck_assert_msg(run_job(one, &a, &ra, &err, NULL, NULL) == 0, "%s", err.msg);
-    ck_assert_msg(run_job(four, &b, &rb, &err, record_rate, &r) == 0, "%s", err.msg);
-    ck_assert_msg(run_job(plain, &c, &rc, &err, NULL, NULL) == 0, "%s", err.msg);
+    ck_assert_msg(train_json(one, NULL, &a, NULL, &ra, NULL, NULL, &err) == 0, "%s", err.msg);
+    ck_assert_msg(train_json(four, NULL, &b, NULL, &rb, record_rate, &r, &err) == 0, "%s", err.msg);
+    ck_assert_msg(train_json(plain, NULL, &c, NULL, &rc, NULL, NULL, &err) == 0, "%s", err.msg);
     double moved = 0, unscheduled = 0;
     for (size_t i = 0; i < a.nparams; i++) {
         moved = fmax(moved, fabs(b.params[i] - a.params[i]));
@@ -172,7 +147,7 @@ START_TEST(test_early_stopping)
     rnn_model m, ref;
     rnn_train_result r, rr;
     rnn_err err;
-    ck_assert_msg(run_job(job, &m, &r, &err, NULL, NULL) == 0, "%s", err.msg);
+    ck_assert_msg(train_json(job, NULL, &m, NULL, &r, NULL, NULL, &err) == 0, "%s", err.msg);
     printf("  early stopping: stopped after %d of 200 epochs, best epoch %d (val %.4g, last %.4g)\n",
            r.epochs_done, r.best_epoch, r.final_val_loss, r.val_loss[r.epochs_done - 1]);
     ck_assert_msg(r.stopped_early && r.epochs_done < 200, "ran %d epochs", r.epochs_done);
@@ -184,7 +159,7 @@ START_TEST(test_early_stopping)
     snprintf(upto, sizeof upto, SINE_JOB("\"epochs\": %d, \"validation\": 0.25,"
                                          " \"optimizer\": {\"name\": \"adam\", \"lr\": 0.05}"),
              r.best_epoch);
-    ck_assert_msg(run_job(upto, &ref, &rr, &err, NULL, NULL) == 0, "%s", err.msg);
+    ck_assert_msg(train_json(upto, NULL, &ref, NULL, &rr, NULL, NULL, &err) == 0, "%s", err.msg);
     ck_assert_msg(memcmp(m.params, ref.params, m.nparams * sizeof(float)) == 0,
                   "the kept weights are not the best epoch's");
     rnn_train_result_free(&r); rnn_train_result_free(&rr);

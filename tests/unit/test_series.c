@@ -4,6 +4,7 @@
  * every column; the last windows are the validation set; bad tables get
  * errors that name the line and the column. */
 #include "suites.h"
+#include "jobs.h"
 #include "rnn/io.h"
 #include "rnn/job.h"
 #include "rnn/rnn.h"
@@ -29,31 +30,6 @@ static void write_plant(const char *dir)
     for (int t = 0; t < 600; t++)
         fprintf(f, "%d,%.3f,%.3f\n", t, temp_at(t), load_at(t));
     fclose(f);
-}
-
-static int train_job(const char *json, const char *dir, rnn_model *m, rnn_meta *meta,
-                     rnn_train_result *res, rnn_err *err)
-{
-    rnn_job job;
-    rnn_dataset d;
-    if (rnn_job_parse(&job, json, strlen(json), err))
-        return -1;
-    if (rnn_job_dataset(&job, NULL, dir, &d, err)) {
-        rnn_job_free(&job);
-        return -1;
-    }
-    rnn_meta_init(meta);
-    int rc = rnn_model_init(m, &job.cfg, err);
-    if (rc == 0) {
-        rnn_rng rng;
-        rnn_rng_seed(&rng, job.seed);
-        rnn_model_randomize(m, &rng, job.rinit);
-        rc = rnn_train(m, &d, &job.train, res, err);
-        ck_assert(rnn_meta_take_data(meta, &d) == 0);
-    }
-    rnn_dataset_free(&d);
-    rnn_job_free(&job);
-    return rc;
 }
 
 /* The reply to a request, parsed. */
@@ -95,7 +71,7 @@ START_TEST(test_csv_in_raw_units)
     rnn_meta meta;
     rnn_train_result r;
     rnn_err err;
-    ck_assert_msg(train_job(job, dir, &m, &meta, &r, &err) == 0, "%s", err.msg);
+    ck_assert_msg(train_json(job, dir, &m, &meta, &r, NULL, NULL, &err) == 0, "%s", err.msg);
     ck_assert_int_eq(m.cfg.input_size, 2);
     ck_assert_int_eq(m.cfg.output_size, 1);
     ck_assert_int_eq(meta.series.ncolumns, 2);
@@ -161,7 +137,7 @@ START_TEST(test_rows_forecast)
     rnn_meta meta;
     rnn_train_result r;
     rnn_err err;
-    ck_assert_msg(train_job(job, NULL, &m, &meta, &r, &err) == 0, "%s", err.msg);
+    ck_assert_msg(train_json(job, NULL, &m, &meta, &r, NULL, NULL, &err) == 0, "%s", err.msg);
     ck_assert_int_eq(m.cfg.output_size, 2);
     ck_assert(!meta.series.columns);
     char req[4096];
@@ -200,7 +176,7 @@ START_TEST(test_validation_takes_the_last_windows)
         rnn_meta meta;
         rnn_train_result r;
         rnn_err err;
-        ck_assert_msg(train_job(job, NULL, &m, &meta, &r, &err) == 0, "%s", err.msg);
+        ck_assert_msg(train_json(job, NULL, &m, &meta, &r, NULL, NULL, &err) == 0, "%s", err.msg);
         rnn_dataset d;
         ck_assert(rnn_dataset_sine(&d, 100, 10, RNN_MODE_MANY_TO_ONE, &err) == 0);
         int last[20];
@@ -266,7 +242,7 @@ START_TEST(test_table_errors)
     rnn_meta meta;
     rnn_train_result r;
     rnn_err err;
-    ck_assert_msg(train_job(job, dir, &m, &meta, &r, &err) == 0, "%s", err.msg);
+    ck_assert_msg(train_json(job, dir, &m, &meta, &r, NULL, NULL, &err) == 0, "%s", err.msg);
     const char *tune = "{\"data\": {\"file\": \"plant.csv\", \"window\": 5, \"columns\": [\"temp\"], \"normalize\": \"none\"}}";
     rnn_job tj;
     rnn_dataset d;

@@ -5,6 +5,7 @@
  * over words labels unseen sentences (capitals and punctuation included)
  * and reports its accuracy per epoch; bad text data gets errors naming it. */
 #include "suites.h"
+#include "jobs.h"
 #include "internal.h"
 #include "rnn/io.h"
 #include "rnn/job.h"
@@ -15,30 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static int train_job(const char *json, rnn_model *m, rnn_meta *meta, rnn_train_result *res, rnn_err *err)
-{
-    rnn_job job;
-    rnn_dataset d;
-    if (rnn_job_parse(&job, json, strlen(json), err))
-        return -1;
-    if (rnn_job_dataset(&job, NULL, NULL, &d, err)) {
-        rnn_job_free(&job);
-        return -1;
-    }
-    rnn_meta_init(meta);
-    int rc = rnn_model_init(m, &job.cfg, err);
-    if (rc == 0) {
-        rnn_rng rng;
-        rnn_rng_seed(&rng, job.seed);
-        rnn_model_randomize(m, &rng, job.rinit);
-        rc = rnn_train(m, &d, &job.train, res, err);
-        ck_assert(rnn_meta_take_data(meta, &d) == 0);
-    }
-    rnn_dataset_free(&d);
-    rnn_job_free(&job);
-    return rc;
-}
 
 static cJSON *ask(const rnn_model *m, const rnn_meta *meta, const char *req, int want_status)
 {
@@ -90,7 +67,7 @@ START_TEST(test_word_lm)
     rnn_meta meta;
     rnn_train_result r;
     rnn_err err;
-    ck_assert_msg(train_job(LM_JOB, &m, &meta, &r, &err) == 0, "%s", err.msg);
+    ck_assert_msg(train_json(LM_JOB, NULL, &m, &meta, &r, NULL, NULL, &err) == 0, "%s", err.msg);
     ck_assert(meta.words.n > 10 && !strcmp(meta.words.tok[0], "<unk>") && !strcmp(meta.words.tok[1], "<eos>"));
     cJSON *o = ask(&m, &meta, "{\"text\": \"I love recurrent neural\", \"top\": 3}", 200);
     const cJSON *next = cJSON_GetObjectItem(o, "next");
@@ -153,7 +130,7 @@ START_TEST(test_word_sentiment)
     rnn_meta meta;
     rnn_train_result r;
     rnn_err err;
-    ck_assert_msg(train_job(SENTIMENT_JOB, &m, &meta, &r, &err) == 0, "%s", err.msg);
+    ck_assert_msg(train_json(SENTIMENT_JOB, NULL, &m, &meta, &r, NULL, NULL, &err) == 0, "%s", err.msg);
     ck_assert(r.accuracy && r.val_accuracy);
     printf("  sentiment over words: accuracy %.2f after epoch 1, %.2f after %d\n", r.accuracy[0],
            r.accuracy[r.epochs_done - 1], r.epochs_done);

@@ -2,6 +2,7 @@
  * (seed 002), determinism, learning the sine wave (seed 000) and a character
  * model, divergence and cancellation. */
 #include "suites.h"
+#include "jobs.h"
 #include "rnn/job.h"
 #include "rnn/rnn.h"
 
@@ -63,29 +64,6 @@ START_TEST(test_seed002_hand_backprop)
 }
 END_TEST
 
-/* Runs a job spec from JSON: parse, build data, init, train. */
-static int run_job(const char *json, rnn_model *m, rnn_train_result *res, rnn_err *err)
-{
-    rnn_job job;
-    rnn_dataset d;
-    if (rnn_job_parse(&job, json, strlen(json), err))
-        return -1;
-    if (rnn_job_dataset(&job, NULL, NULL, &d, err)) {
-        rnn_job_free(&job);
-        return -1;
-    }
-    int rc = rnn_model_init(m, &job.cfg, err);
-    if (rc == 0) {
-        rnn_rng rng;
-        rnn_rng_seed(&rng, job.seed);
-        rnn_model_randomize(m, &rng, job.rinit);
-        rc = rnn_train(m, &d, &job.train, res, err);
-    }
-    rnn_dataset_free(&d);
-    rnn_job_free(&job);
-    return rc;
-}
-
 START_TEST(test_determinism)
 {
     const char *job = "{\"cell\": \"gru\", \"hidden\": 12, \"init\": {\"seed\": 7, \"recurrent\": \"orthogonal\"},"
@@ -95,8 +73,8 @@ START_TEST(test_determinism)
     rnn_model a, b;
     rnn_train_result ra, rb;
     rnn_err err;
-    ck_assert_msg(run_job(job, &a, &ra, &err) == 0, "%s", err.msg);
-    ck_assert_msg(run_job(job, &b, &rb, &err) == 0, "%s", err.msg);
+    ck_assert_msg(train_json(job, NULL, &a, NULL, &ra, NULL, NULL, &err) == 0, "%s", err.msg);
+    ck_assert_msg(train_json(job, NULL, &b, NULL, &rb, NULL, NULL, &err) == 0, "%s", err.msg);
     ck_assert_int_eq(a.nparams, b.nparams);
     ck_assert_msg(memcmp(a.params, b.params, a.nparams * sizeof(float)) == 0,
                   "two runs with one seed gave different weights");
@@ -107,7 +85,7 @@ START_TEST(test_determinism)
     memcpy(strstr(other, "\"seed\": 7"), "\"seed\": 8", 9);
     rnn_model c;
     rnn_train_result rc;
-    ck_assert(run_job(other, &c, &rc, &err) == 0);
+    ck_assert(train_json(other, NULL, &c, NULL, &rc, NULL, NULL, &err) == 0);
     ck_assert_msg(memcmp(a.params, c.params, a.nparams * sizeof(float)) != 0, "seed had no effect");
     rnn_train_result_free(&ra); rnn_train_result_free(&rb); rnn_train_result_free(&rc);
     rnn_model_free(&a); rnn_model_free(&b); rnn_model_free(&c);
@@ -124,7 +102,7 @@ START_TEST(test_learns_sine)
     rnn_model m;
     rnn_train_result r;
     rnn_err err;
-    ck_assert_msg(run_job(job, &m, &r, &err) == 0, "%s", err.msg);
+    ck_assert_msg(train_json(job, NULL, &m, NULL, &r, NULL, NULL, &err) == 0, "%s", err.msg);
     printf("  sine: %d epochs in %.2fs, train MSE %.3g, validation MSE %.3g (first epoch %.3g)\n",
            r.epochs_done, r.seconds, r.final_loss, r.final_val_loss, r.loss[0]);
     ck_assert_msg(r.final_val_loss < 1e-3, "validation MSE %.4g, want < 1e-3", r.final_val_loss);
@@ -152,7 +130,7 @@ START_TEST(test_learns_text)
     rnn_model m;
     rnn_train_result r;
     rnn_err err;
-    ck_assert_msg(run_job(job, &m, &r, &err) == 0, "%s", err.msg);
+    ck_assert_msg(train_json(job, NULL, &m, NULL, &r, NULL, NULL, &err) == 0, "%s", err.msg);
     const double uniform = log((double)m.cfg.input_size);
     printf("  charlm: V=%d, uniform log(V) %.3f, first epoch %.3f, last %.3f, %.2fs\n", m.cfg.input_size,
            uniform, r.loss[0], r.final_loss, r.seconds);
@@ -172,7 +150,7 @@ START_TEST(test_divergence_named_and_weights_kept)
     rnn_model m;
     rnn_train_result r;
     rnn_err err;
-    int rc = run_job(job, &m, &r, &err);
+    int rc = train_json(job, NULL, &m, NULL, &r, NULL, NULL, &err);
     ck_assert_int_eq(rc, -1);
     printf("  divergence: %s\n", err.msg);
     ck_assert_msg(strstr(err.msg, "epoch") && strstr(err.msg, "step"), "error should name epoch and step: %s", err.msg);
