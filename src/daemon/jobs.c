@@ -256,7 +256,10 @@ static int train(job_pool *pool, train_job *j, rnn_dataset *d, rnn_model *m,
     char ckpt[1200];
     jobrec_path(j->id, "ckpt", ckpt, sizeof ckpt);
     rnn_train_state from;
-    const int have = access(ckpt, F_OK) == 0 && rnn_train_state_load(ckpt, &from, err) == 0;
+    const int exists = access(ckpt, F_OK) == 0;
+    const int have = exists && rnn_train_state_load(ckpt, &from, err) == 0;
+    if (exists && !have)
+        rnnd_log(LOG_WARN, "job %ld: %s; it starts over", j->id, err->msg);
     run_ctx ctx = {pool, j};
     j->spec.train.progress = on_progress;
     j->spec.train.checkpoint = on_checkpoint;
