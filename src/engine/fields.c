@@ -100,6 +100,7 @@ static const rnn_field fields[] = {
     {"predict", "top", RNN_F_INT, 1, 1000, "", "lm: the K likeliest next tokens after text, with their probabilities"},
     {"predict", "top_k", RNN_F_INT, 0, 1000000, "0", "lm: sample among the k likeliest tokens only (0: all)"},
     {"predict", "top_p", RNN_F_NUM, 0, 1, "1", "lm: sample among the likeliest tokens whose probabilities add up to p"},
+    {"predict", "beam", RNN_F_INT, 1, 16, "", "lm: beam search with this many hypotheses instead of sampling; the reply adds its log-probability, \"score\""},
     {"predict", "length", RNN_F_INT, 0, 1e9, "100", "lm: tokens to generate (at most max_sequence_length)"},
     {"predict", "temperature", RNN_F_NUM, 0, 100, "1", "lm: sampling temperature; 0 picks the likeliest"},
     {"predict", "seed", RNN_F_LONG, 0, SEED_MAX, "random", "lm: seed of the sampling"},

@@ -514,6 +514,149 @@ static void next_tokens(pctx *c, int K, cJSON *reply)
     free(ids);
 }
 
+/* Rows of a batched state taken from their parents: row i gets row
+ * from[i]'s h (and c), layer by layer ((L, B, H) layout). */
+static int reorder_rows(rnn_state *st, const rnn_config *cfg, const int *from, int n)
+{
+    const size_t H = (size_t)cfg->hidden, L = (size_t)cfg->layers, B = (size_t)st->B;
+    float *tmp = rnn_falloc(L * B * H);
+    if (!tmp)
+        return -1;
+    for (int pass = 0; pass < 2; pass++) {
+        float *v = pass ? st->c : st->h;
+        if (!v)
+            continue;
+        memcpy(tmp, v, L * B * H * sizeof(float));
+        for (size_t l = 0; l < L; l++)
+            for (int i = 0; i < n; i++)
+                memcpy(v + (l * B + (size_t)i) * H, tmp + (l * B + (size_t)from[i]) * H, H * sizeof(float));
+    }
+    free(tmp);
+    return 0;
+}
+
+static int predictor_fit(pctx *c, int B);
+
+typedef struct cand { double score; int parent; int32_t tok; } cand;
+static int by_score(const void *a, const void *b)
+{
+    const cand *x = a, *y = b;
+    return x->score > y->score ? -1 : x->score < y->score ? 1 : (x->parent - y->parent) * 65536 + (x->tok - y->tok);
+}
+
+/* Beam search: W hypotheses, each a row of one batched state. Every step
+ * extends each by its W likeliest tokens, scores them by the sum of
+ * log-probabilities log p(t | prefix) and keeps the W best; a word
+ * hypothesis that reaches <eos> is finished. The best one, finished or
+ * not, after `length` tokens (or once no live one can beat a finished one,
+ * scores only falling) is the reply, with its "score". */
+static int beam_search(pctx *c, const int32_t *tok, int n, int W, int length, cJSON *reply)
+{
+    const rnn_config *cfg = &c->m->cfg;
+    const int V = cfg->output_size, words = c->meta->words.n > 0;
+    if (predictor_fit(c, W) || use_state(c, W))
+        return -1;
+    rnn_state *st = c->st;
+    rnn_state_reset(st, cfg);
+    int32_t *cur = c->p->tok;
+    for (int i = 0; i + 1 < n; i++) {
+        for (int b = 0; b < W; b++) cur[b] = tok[i];
+        rnn_step(c->m, st, NULL, cur, NULL);
+    }
+    for (int b = 0; b < W; b++) cur[b] = tok[n - 1];
+    const size_t cap = (size_t)(length > 0 ? length : 1);
+    int32_t *seq = rnn_xcalloc((size_t)W * cap, sizeof(int32_t)), *nseq = rnn_xcalloc((size_t)W * cap, sizeof(int32_t));
+    int32_t *done = rnn_xcalloc(cap, sizeof(int32_t));
+    double *score = rnn_xcalloc((size_t)W, sizeof(double));
+    cand *cs = malloc((size_t)W * W * sizeof(cand));
+    int *from = malloc((size_t)W * sizeof(int));
+    int rc = -1, live = 1, steps = 0, done_len = -1;
+    double done_score = -INFINITY;
+    if (!seq || !nseq || !done || !score || !cs || !from) {
+        bad(c, 500, "out of memory");
+        goto out;
+    }
+    for (int k = 0; k < length && live > 0; k++) {
+        rnn_step(c->m, st, NULL, cur, c->out);
+        int nc = 0;
+        for (int b = 0; b < live; b++) {
+            /* log p = l - max - log sum exp(l - max), for row b's W likeliest */
+            const float *o = c->out + (size_t)b * V;
+            float mx = o[0];
+            for (int v = 1; v < V; v++) if (o[v] > mx) mx = o[v];
+            double lse = 0;
+            for (int v = 0; v < V; v++) lse += exp(o[v] - mx);
+            lse = log(lse) + mx;
+            for (int w = 0; w < W && w < V; w++) {
+                int best = -1;
+                for (int v = 0; v < V; v++) {
+                    int taken = 0;
+                    for (int q = nc - w; q < nc && !taken; q++) taken = cs[q].tok == v;
+                    if (!taken && (best < 0 || o[v] > o[best])) best = v;
+                }
+                cs[nc++] = (cand){score[b] + o[best] - lse, b, best};
+            }
+        }
+        qsort(cs, (size_t)nc, sizeof(cand), by_score);
+        int kept = 0;
+        for (int q = 0; q < nc && kept < W; q++) {
+            if (words && cs[q].tok == 1) { /* <eos>: finished */
+                if (cs[q].score > done_score) {
+                    done_score = cs[q].score;
+                    done_len = k;
+                    memcpy(done, seq + (size_t)cs[q].parent * cap, (size_t)k * sizeof(int32_t));
+                }
+                continue;
+            }
+            memcpy(nseq + (size_t)kept * cap, seq + (size_t)cs[q].parent * cap, (size_t)k * sizeof(int32_t));
+            nseq[(size_t)kept * cap + k] = cs[q].tok;
+            score[kept] = cs[q].score;
+            from[kept] = cs[q].parent;
+            cur[kept] = cs[q].tok;
+            kept++;
+        }
+        int32_t *t = seq; seq = nseq; nseq = t;
+        if (reorder_rows(st, cfg, from, kept)) {
+            bad(c, 500, "out of memory");
+            goto out;
+        }
+        live = kept;
+        steps = k + 1;
+        if (live == 0 || score[0] <= done_score)
+            break;
+    }
+    const int use_done = done_len >= 0 && (live == 0 || done_score >= score[0]);
+    const int32_t *best = use_done ? done : seq;
+    const int blen = use_done ? done_len : steps;
+    size_t longest = 4;
+    for (int k = 0; words && k < c->meta->words.n; k++)
+        if (strlen(c->meta->words.tok[k]) > longest) longest = strlen(c->meta->words.tok[k]);
+    char *buf = malloc((size_t)(blen + 1) * (longest + 1) + 1), ch[8];
+    if (!buf) {
+        bad(c, 500, "out of memory");
+        goto out;
+    }
+    size_t p = 0;
+    buf[0] = 0;
+    for (int k = 0; k < blen; k++) {
+        const char *w = token_text(c, best[k], ch);
+        if (words) {
+            p = rnn_words_append(buf, p, k ? c->meta->words.tok[best[k - 1]] : NULL, w);
+        } else {
+            memcpy(buf + p, w, strlen(w));
+            p += strlen(w);
+            buf[p] = 0;
+        }
+    }
+    cJSON_AddStringToObject(reply, "text", buf);
+    cJSON_AddNumberToObject(reply, "score", use_done ? done_score : score[0]);
+    free(buf);
+    rc = 0;
+out:
+    free(seq); free(nseq); free(done); free(score); free(cs); free(from);
+    return rc;
+}
+
 /* An lm's reply: "length" tokens after the prefix "text" (words stop at
  * "<eos>"), drawn as "temperature", "top_k" and "top_p" say; or, with
  * "top", the likeliest next tokens. */
@@ -528,6 +671,7 @@ static int generate(pctx *c, const cJSON *req, cJSON *reply)
     const cJSON *tk = cJSON_GetObjectItemCaseSensitive(req, "top_k");
     const cJSON *pp = cJSON_GetObjectItemCaseSensitive(req, "top_p");
     const cJSON *top = cJSON_GetObjectItemCaseSensitive(req, "top");
+    const cJSON *beam = cJSON_GetObjectItemCaseSensitive(req, "beam");
     if (!t)
         return bad(c, 400, "text: missing (the prefix to continue; may be \"\")");
     if (!cJSON_IsString(t))
@@ -541,9 +685,15 @@ static int generate(pctx *c, const cJSON *req, cJSON *reply)
     int32_t *tok = NULL;
     if (t->valuestring[0] && !(tok = read_tokens(c, t->valuestring, "text", &n)))
         return -1;
-    if (top && n == 0) {
+    if ((top || beam) && n == 0) {
         free(tok);
-        return bad(c, 422, "top: needs a text with at least one token the model knows");
+        return bad(c, 422, "%s: needs a text with at least one token the model knows", top ? "top" : "beam");
+    }
+    if (beam) {
+        const int W = (int)beam->valuedouble;
+        const int e = check_work(c, ((double)n + length) * W) || beam_search(c, tok, n, W, length, reply);
+        free(tok);
+        return e ? -1 : 0;
     }
     if (check_work(c, (double)n + length) || use_state(c, 1)) {
         free(tok);

@@ -91,6 +91,17 @@ START_TEST(test_word_lm)
     ck_assert_str_eq(cJSON_GetObjectItem(k1, "text")->valuestring, gt);
     ck_assert_str_eq(cJSON_GetObjectItem(p0, "text")->valuestring, gt);
     ck_assert(!cJSON_GetObjectItem(g, "seed") && cJSON_GetObjectItem(k1, "seed"));
+    /* a beam of one is the greedy sentence; a wider beam finds one at least as likely */
+    cJSON *b1 = ask(&m, &meta, "{\"text\": \"i love\", \"length\": 20, \"beam\": 1}", 200);
+    cJSON *b4 = ask(&m, &meta, "{\"text\": \"i love\", \"length\": 20, \"beam\": 4}", 200);
+    cJSON *gl = ask(&m, &meta, "{\"text\": \"i love\", \"length\": 20, \"temperature\": 0}", 200);
+    ck_assert_str_eq(cJSON_GetObjectItem(b1, "text")->valuestring, cJSON_GetObjectItem(gl, "text")->valuestring);
+    const double s1 = cJSON_GetObjectItem(b1, "score")->valuedouble, s4 = cJSON_GetObjectItem(b4, "score")->valuedouble;
+    printf("  word lm: beam 4 after \"i love\": \"%s\" (log p %.4f; greedy %.4f)\n",
+           cJSON_GetObjectItem(b4, "text")->valuestring, s4, s1);
+    ck_assert(s4 >= s1 - 1e-6 && s1 < 0); /* B = 1 and B = 4 steps round apart by ~1e-9 */
+    cJSON_Delete(b1); cJSON_Delete(b4); cJSON_Delete(gl);
+    ask(&m, &meta, "{\"text\": \"i\", \"beam\": 17}", 422);
     cJSON_Delete(g); cJSON_Delete(k1); cJSON_Delete(p0);
     /* an unknown word is <unk>, and counted */
     o = ask(&m, &meta, "{\"text\": \"I love quantum\", \"top\": 1}", 200);
