@@ -641,7 +641,7 @@ static int beam_search(pctx *c, const int32_t *tok, int n, int W, int length, cJ
     for (int k = 0; k < blen; k++) {
         const char *w = token_text(c, best[k], ch);
         if (words) {
-            p = rnn_words_append(buf, p, k ? c->meta->words.tok[best[k - 1]] : NULL, w);
+            p = rnn_words_append(buf, p, c->meta->words.tok[k ? best[k - 1] : tok[n - 1]], w);
         } else {
             memcpy(buf + p, w, strlen(w));
             p += strlen(w);
@@ -730,7 +730,8 @@ static int generate(pctx *c, const cJSON *req, cJSON *reply)
     buf[0] = 0;
     if (drawn)
         p += (size_t)rnn_vocab_char(c->meta->vocab, cur, buf + p);
-    const char *prev = NULL;
+    /* a word continuation goes on from the prefix's last word */
+    const char *prev = words && n > 0 ? c->meta->words.tok[cur] : NULL;
     for (int k = 0; k < length; k++) {
         rnn_step(c->m, c->st, NULL, &cur, c->out);
         cur = sample(c->out, V, &sp, &rng);

@@ -188,13 +188,14 @@ int rnn_words_copy(rnn_words *dst, const rnn_words *src)
     return 0;
 }
 
-/* Generated words as text: a space between two tokens, but none before
- * closing punctuation or after an opening bracket. */
+/* Generated words as text: a space between two tokens (prev, the one
+ * before, may be a prefix's: then the text starts with the space), but none
+ * before closing punctuation or after an opening bracket. */
 size_t rnn_words_append(char *buf, size_t len, const char *prev, const char *tok)
 {
     const int closing = strchr(",.!?;:)]}%'", tok[0]) && tok[1] == 0;
     const int opening = prev && strchr("([{", prev[0]) && prev[1] == 0;
-    if (len > 0 && !closing && !opening)
+    if ((len > 0 || prev) && !closing && !opening)
         buf[len++] = ' ';
     const size_t l = strlen(tok);
     memcpy(buf + len, tok, l);

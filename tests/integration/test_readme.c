@@ -344,7 +344,7 @@ START_TEST(test_readme_words)
     const cJSON *first = cJSON_GetArrayItem(cJSON_GetObjectItem(top, "next"), 0);
     ck_assert_str_eq(cJSON_GetObjectItem(first, "token")->valuestring, "networks");
     ck_assert(cJSON_GetObjectItem(first, "p")->valuedouble > 0.5);
-    ck_assert_str_eq(cJSON_GetObjectItem(cont, "text")->valuestring, "neural networks.");
+    ck_assert_str_eq(cJSON_GetObjectItem(cont, "text")->valuestring, " neural networks.");
     const cJSON *pr = cJSON_GetObjectItem(mood, "predictions");
     ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(pr, 0), "label")->valuestring, "pos");
     ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(pr, 1), "label")->valuestring, "neg");
