@@ -301,6 +301,8 @@ typedef struct rnn_dataset {
     int nlabels;
     char **labels;          /* classify: optional label names */
     rnn_words words;        /* lm / classify over words: the vocabulary */
+    char warning[256];      /* what the data makes likely to go wrong (a series in
+                             * large raw units), or "" */
     int in_time;            /* windows of one series in time order: validation
                              * takes the last ones (see rnn_train_cfg.val_split) */
     rnn_series series;      /* of a series' windows: its columns (and statistics) */

@@ -211,6 +211,8 @@ int cmd_train(int argc, char **argv)
         goto out;
     }
     have_data = 1;
+    if (d.warning[0])
+        fprintf(stderr, "rnnd train: warning: %s\n", d.warning);
     if (have_base) {
         const rnn_config *b = &base.cfg;
         if (job.cfg.input_size != b->input_size || job.cfg.output_size != b->output_size) {

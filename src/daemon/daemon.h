@@ -177,6 +177,7 @@ typedef struct train_job {
     double started, finished, submitted;    /* seconds since the epoch */
     long version;                           /* the version it produced */
     char error[RNN_ERR_LEN];
+    char warning[256];                      /* what its data makes likely to go wrong, or "" */
     atomic_int cancel;
     int npoints, cap_points;
     job_point *points;

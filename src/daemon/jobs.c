@@ -295,6 +295,12 @@ static void run_job(job_pool *pool, train_job *j)
     record(pool, j);
     int ok = job_prepare(j, pool->cfg->data_dir, &d, &err) == 0;
     const int have_data = ok;
+    if (ok && d.warning[0]) {
+        rnnd_log(LOG_WARN, "job %ld (%s): %s", j->id, j->model, d.warning);
+        pthread_mutex_lock(&pool->lock);
+        snprintf(j->warning, sizeof j->warning, "%s", d.warning);
+        pthread_mutex_unlock(&pool->lock);
+    }
     ok = ok && start_weights(j, &d, &m, &meta, &err) == 0;
     job_state final = JOB_FAILED;
     long version = 0;
@@ -623,6 +629,7 @@ static void job_json(const train_job *j, cJSON *o, int with_points)
     else
         cJSON_AddNullToObject(o, "eta");
     if (j->version > 0) cJSON_AddNumberToObject(o, "version", (double)j->version);
+    if (j->warning[0]) cJSON_AddStringToObject(o, "warning", j->warning);
     if (j->error[0]) cJSON_AddStringToObject(o, "error", j->error);
     else cJSON_AddNullToObject(o, "error");
     if (with_points) {

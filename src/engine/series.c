@@ -440,9 +440,24 @@ int rnn_series_dataset(const cJSON *dj, const char *scope, const char *csv, cons
     }
     if (choose_stats(dj, base, &s, rows, t.n, err))
         goto out;
+    /* tanh units saturate on inputs far from [-1, 1]: say so when the data
+     * is left in such units */
+    for (int k = 0; !s.mean && k < nc && !d->warning[0]; k++) {
+        double mean, sd;
+        column_stats(rows, t.n, nc, k, &mean, &sd);
+        if (fabs(mean) > 10 || sd > 10)
+            snprintf(d->warning, sizeof d->warning,
+                     "data: column %d%s%s%s has mean %.4g and deviation %.4g; a network learns little "
+                     "from values this large: \"normalize\": \"zscore\" trains on z-scores and still "
+                     "answers in these units", cols[k], t.names ? " (\"" : "", t.names ? t.names[cols[k]] : "",
+                     t.names ? "\")" : "", mean, sd);
+    }
+    char warning[sizeof d->warning];
+    memcpy(warning, d->warning, sizeof warning);
     rnn_series_scale(&s, rows, t.n);
     if (rnn_dataset_from_rows(d, rows, t.n, nc, s.target, nt, window, mode, err))
         goto out;
+    memcpy(d->warning, warning, sizeof warning); /* the windows are a new dataset */
     d->series = s;
     memset(&s, 0, sizeof s);
     rc = 0;

@@ -438,6 +438,18 @@ START_TEST(test_data_upload_and_series)
            100 * fabs(got - want) / want);
     ck_assert_msg(fabs(got - want) / want < 0.03, "predicted %.2f for %.2f", got, want);
     cJSON_Delete(o);
+    /* the same data in raw units trains, with a warning in the job's status */
+    const char *raw = "{\"model\": \"plantraw\", \"hidden\": 8, \"epochs\": 1, \"data\": {\"file\": \"plant.csv\","
+                      " \"window\": 20, \"columns\": [\"temp\"]}}";
+    r = http("POST", "/train", raw, strlen(raw), NULL, "tok");
+    o = json_of(&r);
+    free(r.body);
+    st = wait_job_token((long)num(o, "job"), 60, "tok");
+    const cJSON *w = cJSON_GetObjectItem(st, "warning");
+    ck_assert_msg(!strcmp(status_of(st), "succeeded") && cJSON_IsString(w) && strstr(w->valuestring, "zscore"),
+                  "%s", cJSON_PrintUnformatted(st));
+    cJSON_Delete(st);
+    cJSON_Delete(o);
     /* a stray text cell: the job fails naming it, nothing is served */
     memcpy(strstr(csv, "\n17,") + 4, "x", 1);
     r = http("PUT", "/data/plant.csv", csv, strlen(csv), "text/csv", "tok");

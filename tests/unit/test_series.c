@@ -236,6 +236,24 @@ START_TEST(test_table_errors)
         ck_assert_msg(strstr(err.msg, bad[i].want), "%s: got \"%s\"", bad[i].data, err.msg);
         rnn_job_free(&job);
     }
+    /* data left in large raw units gets a warning; z-scores do not */
+    for (int z = 0; z < 2; z++) {
+        char json[256];
+        snprintf(json, sizeof json, "{\"data\": {\"file\": \"plant.csv\", \"window\": 5, \"columns\": [\"temp\"]%s}}",
+                 z ? ", \"normalize\": \"zscore\"" : "");
+        rnn_job job;
+        rnn_dataset d;
+        rnn_err err;
+        ck_assert(rnn_job_parse(&job, json, strlen(json), &err) == 0);
+        ck_assert_msg(rnn_job_dataset(&job, NULL, dir, &d, &err) == 0, "%s", err.msg);
+        if (z)
+            ck_assert_msg(!d.warning[0], "%s", d.warning);
+        else
+            ck_assert_msg(strstr(d.warning, "column 1 (\"temp\") has mean 1000") && strstr(d.warning, "zscore"),
+                          "\"%s\"", d.warning);
+        rnn_dataset_free(&d);
+        rnn_job_free(&job);
+    }
     /* a fine-tune keeps the base's normalization */
     const char *job = "{\"hidden\": 4, \"epochs\": 1, \"data\": {\"file\": \"plant.csv\", \"window\": 5, \"columns\": [\"temp\"], \"normalize\": \"zscore\"}}";
     rnn_model m;
