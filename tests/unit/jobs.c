@@ -4,6 +4,20 @@
 #include <check.h>
 #include <string.h>
 
+void expect_refused(const char *json, const char *data_dir, int at_parse, const char *want)
+{
+    rnn_job job;
+    rnn_dataset d;
+    rnn_err err;
+    const int parsed = rnn_job_parse(&job, json, strlen(json), &err) == 0;
+    ck_assert_msg(parsed != at_parse, "%s: %s", json, parsed ? "parsed" : err.msg);
+    if (parsed) {
+        ck_assert_msg(rnn_job_dataset(&job, NULL, data_dir, &d, &err) == -1, "accepted %s", json);
+        rnn_job_free(&job);
+    }
+    ck_assert_msg(strstr(err.msg, want), "%s: got \"%s\"", json, err.msg);
+}
+
 int train_json(const char *json, const char *data_dir, rnn_model *m, rnn_meta *meta,
                rnn_train_result *res, rnn_progress_fn progress, void *ud, rnn_err *err)
 {

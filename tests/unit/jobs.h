@@ -12,4 +12,8 @@
 int train_json(const char *json, const char *data_dir, rnn_model *m, rnn_meta *meta,
                rnn_train_result *res, rnn_progress_fn progress, void *ud, rnn_err *err);
 
+/* A job spec that must be refused: by the parser (at_parse) or, parsed,
+ * when its data is built (files from data_dir), with a message holding want. */
+void expect_refused(const char *json, const char *data_dir, int at_parse, const char *want);
+
 #endif

@@ -228,13 +228,7 @@ START_TEST(test_table_errors)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char json[512];
         snprintf(json, sizeof json, "{\"data\": {%s}}", bad[i].data);
-        rnn_job job;
-        rnn_dataset d;
-        rnn_err err;
-        ck_assert_msg(rnn_job_parse(&job, json, strlen(json), &err) == 0, "%s: %s", json, err.msg);
-        ck_assert_msg(rnn_job_dataset(&job, NULL, dir, &d, &err) == -1, "accepted %s", json);
-        ck_assert_msg(strstr(err.msg, bad[i].want), "%s: got \"%s\"", bad[i].data, err.msg);
-        rnn_job_free(&job);
+        expect_refused(json, dir, 0, bad[i].want);
     }
     /* data left in large raw units gets a warning; z-scores do not */
     for (int z = 0; z < 2; z++) {

@@ -177,26 +177,15 @@ START_TEST(test_text_errors)
         {"{\"data\": {\"texts\": [\"one two\"], \"window\": 1}}", "data.texts: needs task lm or classify"},
         {"{\"task\": \"lm\", \"tokens\": \"words\", \"data\": {\"sequences\": [\"ab\"], \"targets\": [1]}}", "tokens: words come as data.texts"},
     };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        rnn_job job;
-        rnn_dataset d;
-        rnn_err err;
-        ck_assert_msg(rnn_job_parse(&job, bad[i].job, strlen(bad[i].job), &err) == 0, "%s: %s", bad[i].job, err.msg);
-        ck_assert_msg(rnn_job_dataset(&job, NULL, NULL, &d, &err) == -1, "accepted %s", bad[i].job);
-        ck_assert_msg(strstr(err.msg, bad[i].want), "%s: got \"%s\"", bad[i].job, err.msg);
-        rnn_job_free(&job);
-    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        expect_refused(bad[i].job, NULL, 0, bad[i].want);
     static const struct { const char *job, *want; } refused[] = {
         {"{\"tokens\": \"bytes\", \"data\": {\"generator\": \"sine\", \"window\": 5}}", "tokens: must be chars or words"},
         {"{\"tokens\": \"words\", \"data\": {\"generator\": \"sine\", \"window\": 5}}", "tokens: words are for lm and classify"},
         {"{\"task\": \"lm\", \"max_vocab\": 2, \"data\": {\"text\": \"ab\", \"window\": 1}}", "max_vocab: must be between 3"},
     };
-    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
-        rnn_job job;
-        rnn_err err;
-        ck_assert_msg(rnn_job_parse(&job, refused[i].job, strlen(refused[i].job), &err) == -1, "accepted %s", refused[i].job);
-        ck_assert_msg(strstr(err.msg, refused[i].want), "%s: got \"%s\"", refused[i].job, err.msg);
-    }
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+        expect_refused(refused[i].job, NULL, 1, refused[i].want);
 }
 END_TEST
 
