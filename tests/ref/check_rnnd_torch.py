@@ -71,21 +71,28 @@ assert got == prefix + text + "\n", (got, text)
 print("rnnd_torch: rnnd chars -> PyTorch greedy text equals rnnd's: %r" % text[:40])
 
 
+
+def train_and_load(tmp, name, job):
+    """`rnnd train` on job, then the model in PyTorch: (path, net, cfg, meta)."""
+    path = os.path.join(tmp, name + ".json")
+    with open(path, "w") as f:
+        json.dump(job, f)
+    model = os.path.join(tmp, name + ".safetensors")
+    subprocess.run([rnnd, "train", "--job", path, "--out", model, "--quiet"], check=True,
+                   capture_output=True)
+    state, cfg, meta = rnnd_torch.load(model)
+    net = rnnd_torch.RNNModel(cfg)
+    net.load_state_dict(state)
+    return model, net, cfg, meta
+
+
 # a word lm trained by rnnd: PyTorch's next-word probabilities are rnnd's
 with tempfile.TemporaryDirectory() as tmp:
     job = {"task": "lm", "tokens": "words", "hidden": 24, "embedding": 8, "epochs": 60, "batch": 4,
            "data": {"texts": ["I love recurrent neural networks.", "Neural networks learn.",
                               "I love learning."], "window": 4},
            "optimizer": {"name": "adam", "lr": 0.02}}
-    path = os.path.join(tmp, "job.json")
-    with open(path, "w") as f:
-        json.dump(job, f)
-    model = os.path.join(tmp, "talk.safetensors")
-    subprocess.run([rnnd, "train", "--job", path, "--out", model, "--quiet"], check=True,
-                   capture_output=True)
-    state, cfg, meta = rnnd_torch.load(model)
-    net = rnnd_torch.RNNModel(cfg)
-    net.load_state_dict(state)
+    model, net, cfg, meta = train_and_load(tmp, "talk", job)
     ids = rnnd_torch.token_ids(cfg, "I love recurrent neural")
     with torch.no_grad():
         y, _ = net(torch.tensor(ids).view(-1, 1))
@@ -100,15 +107,8 @@ with tempfile.TemporaryDirectory() as tmp:
     rows = [[1000 + 100 * math.sin(t / 8), 1000 + 80 * math.cos(t / 8)] for t in range(200)]
     job = {"hidden": 16, "epochs": 5, "batch": 16,
            "data": {"series": rows, "window": 10, "target": 0, "normalize": "zscore"}}
-    with open(path, "w") as f:
-        json.dump(job, f)
-    model = os.path.join(tmp, "plant.safetensors")
-    subprocess.run([rnnd, "train", "--job", path, "--out", model, "--quiet"], check=True,
-                   capture_output=True)
-    state, cfg, meta = rnnd_torch.load(model)
+    model, net, cfg, meta = train_and_load(tmp, "plant", job)
     sr = rnnd_torch.series(meta)
-    net = rnnd_torch.RNNModel(cfg)
-    net.load_state_dict(state)
     x = torch.tensor([[(v - m) / s for v, m, s in zip(r, sr["mean"], sr["std"])] for r in rows[-10:]])
     with torch.no_grad():
         y, _ = net(x.view(10, 1, 2))
