@@ -107,7 +107,7 @@ static void run(const char *cell, int H, int X, int T, int B, int N, int threads
     struct { rnn_model m; rnn_dataset d; } k;
     memset(&k, 0, sizeof k);
     rnn_config cfg = {RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, RNN_CELL_RNN, RNN_ACT_TANH,
-                      X, H, 1, 1, 0, 0};
+                      X, H, 1, 1, 0, 0, 0, 0};
     rnn_err err;
     if (rnn_cell_parse(cell, &cfg.cell) || rnn_model_init(&k.m, &cfg, &err) ||
         rnn_dataset_alloc(&k.d, N, (size_t)N * T, X, 1, RNN_TASK_REGRESSION,

@@ -16,7 +16,8 @@ extern "C" {
 
 typedef struct rnn_job {
     char model[65];             /* "model": name, [A-Za-z0-9_.-], or "" */
-    rnn_config cfg;             /* task, mode, cell, activation, hidden, layers, embedding;
+    rnn_config cfg;             /* task, mode, cell, activation, hidden, layers, embedding,
+                                   bidirectional;
                                    input/output sizes are filled by rnn_job_dataset */
     int has[8];                 /* which architecture keys the spec gave (RNN_JOB_HAS_*) */
     uint64_t seed;              /* init.seed */
@@ -34,7 +35,7 @@ typedef struct rnn_job {
 } rnn_job;
 
 enum { RNN_JOB_HAS_TASK, RNN_JOB_HAS_MODE, RNN_JOB_HAS_CELL, RNN_JOB_HAS_ACT,
-       RNN_JOB_HAS_HIDDEN, RNN_JOB_HAS_LAYERS, RNN_JOB_HAS_EMBEDDING };
+       RNN_JOB_HAS_HIDDEN, RNN_JOB_HAS_LAYERS, RNN_JOB_HAS_EMBEDDING, RNN_JOB_HAS_BIDIR };
 
 /* Parses and checks a job spec. On failure returns -1 and err names the key,
  * e.g. "optimizer.lr: must be a number > 0". Free with rnn_job_free. */
@@ -53,7 +54,7 @@ int rnn_job_dataset(rnn_job *job, const char *vocab, const char *data_dir, rnn_d
 double rnn_job_data_bytes(const rnn_job *job, const char *data_dir);
 
 /* Does the architecture the job asks for (the keys it gives: task, mode,
- * cell, activation, hidden, layers, embedding) match base, the model it
+ * cell, activation, hidden, layers, embedding, bidirectional) match base, the model it
  * would fine-tune? -1 naming the first difference. */
 int rnn_job_fits(const rnn_job *job, const rnn_config *base, rnn_err *err);
 

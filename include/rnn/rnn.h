@@ -24,6 +24,7 @@ extern "C" {
 #endif
 
 #define RNN_MAX_LAYERS 16
+#define RNN_MAX_UNITS (2 * RNN_MAX_LAYERS)   /* layers x directions */
 #define RNN_ERR_LEN 512
 /* The largest weight magnitude a model file may hold. Trained networks stay
  * many orders below it; with every weight and input under 1e15 and fewer
@@ -53,7 +54,15 @@ typedef struct rnn_config {
     int embedding;          /* E: token input through an embedding (V, E); 0: none */
     int tokens;             /* 1: token input even without an embedding: one-hot,
                              * layer 0's W_ih is then (G*H, V) (min-char-rnn) */
+    int bidirectional;      /* 1: every layer also runs backwards in time (D = 2);
+                             * not for charlm */
+    double dropout;         /* training only: the probability that an input of layers
+                             * 1..L-1 is dropped (PyTorch's "dropout"), [0, 1) */
 } rnn_config;
+
+/* Directions D of a layer: 2 for a bidirectional model, else 1. Layer l
+ * direction d is unit l D + d of rnn_model.layer, PyTorch's order. */
+static inline int rnn_dirs(const rnn_config *c) { return c->bidirectional ? 2 : 1; }
 
 /* Is the input token ids in [0, V = input_size)? With an embedding they are
  * looked up in it; without one each is a one-hot vector of V features. */
@@ -85,7 +94,7 @@ typedef struct rnn_tensor {
 } rnn_tensor;
 
 typedef struct rnn_layer_params {
-    float *w_ih;            /* (G*H, X_l): X_l = X or E for layer 0, else H */
+    float *w_ih;            /* (G*H, X_l): X_l = X or E for layer 0, else D H */
     float *w_hh;            /* (G*H, H) */
     float *b_ih;            /* (G*H) */
     float *b_hh;            /* (G*H) */
@@ -99,11 +108,11 @@ typedef struct rnn_model {
     size_t nparams;
     float *params;                       /* (nparams), owned */
     float *emb;                          /* (V, E) or NULL */
-    rnn_layer_params layer[RNN_MAX_LAYERS];
-    float *head_w;                       /* (O, H) */
+    rnn_layer_params layer[RNN_MAX_UNITS]; /* unit l D + d: layer l, direction d */
+    float *head_w;                       /* (O, D H) */
     float *head_b;                       /* (O) */
     int ntensors;
-    rnn_tensor tensors[3 + 4 * RNN_MAX_LAYERS];
+    rnn_tensor tensors[3 + 4 * RNN_MAX_UNITS];
     uint64_t serial;                     /* unique to these weights (rnn_model_init): caches of
                                           * what is made from them compare it, not addresses */
 } rnn_model;
@@ -112,8 +121,8 @@ typedef struct rnn_model {
  * optimizer moment), as the model names its own parameters. */
 typedef struct rnn_view {
     float *emb;                          /* (V, E) or NULL */
-    rnn_layer_params layer[RNN_MAX_LAYERS];
-    float *head_w;                       /* (O, H) */
+    rnn_layer_params layer[RNN_MAX_UNITS];
+    float *head_w;                       /* (O, D H) */
     float *head_b;                       /* (O) */
 } rnn_view;
 
@@ -139,8 +148,8 @@ double rnn_rng_normal(rnn_rng *r);               /* N(0, 1) */
 uint64_t rnn_rng_below(rnn_rng *r, uint64_t n);  /* [0, n), unbiased */
 
 /* PyTorch's default initialisation: U(-1/sqrt(H), 1/sqrt(H)) for the
- * recurrent layers, U(-1/sqrt(H), 1/sqrt(H)) for the head (nn.Linear with
- * fan_in H), N(0, 1) for the embedding. `rinit` replaces W_hh: identity (each
+ * recurrent layers, U(-1/sqrt(D H), 1/sqrt(D H)) for the head (nn.Linear
+ * with fan_in D H), N(0, 1) for the embedding. `rinit` replaces W_hh: identity (each
  * gate block I, IRNN) or orthogonal (each gate block a random orthogonal
  * matrix); identity also zeroes the recurrent biases. */
 void rnn_model_randomize(rnn_model *m, rnn_rng *rng, rnn_recurrent_init rinit);
@@ -176,7 +185,8 @@ double rnn_forward(const rnn_model *m, rnn_ws *ws, const rnn_batch *b);
 /* Head outputs of the last forward: (B, O) for many_to_one, (T, B, O) for
  * many_to_many; logits for classify and charlm. Owned by the workspace. */
 const float *rnn_ws_outputs(const rnn_ws *ws);
-/* Top layer hidden states of the last forward, (T, B, H). */
+/* Top layer outputs of the last forward, (T, B, D H): a bidirectional
+ * layer's step t is [h_forward(t), h_backward(t)]. */
 const float *rnn_ws_hidden(const rnn_ws *ws);
 
 /* Backpropagation through time for the last forward (which must have had
@@ -187,6 +197,14 @@ const float *rnn_ws_hidden(const rnn_ws *ws);
  * does with h.detach() between chunks of k steps. */
 void rnn_backward(const rnn_model *m, rnn_ws *ws, const rnn_batch *b, int bptt,
                   float *grads, float *dx);
+
+/* Dropout for the forwards on ws from now on (training; an evaluation
+ * leaves it at 0): each input of layers 1..L-1 is kept with probability
+ * 1 - p and then scaled by 1 / (1 - p), as PyTorch's training mode does. The
+ * mask of row b is drawn from (seed, ids[b], layer, step, unit), ids being
+ * the rows' sequence numbers in the dataset (NULL: the row numbers), so a
+ * sequence gets the same mask whichever thread or batch row runs it. */
+void rnn_ws_dropout(rnn_ws *ws, double p, uint64_t seed, const int *ids);
 
 /* ------------------------------------------------------------------ stepping (inference) */
 
@@ -211,7 +229,9 @@ void rnn_state_reset(rnn_state *s, const rnn_config *cfg);
 void rnn_state_free(rnn_state *s);
 
 /* One step for B sequences: input x (B, X) or tokens tok (B); writes the head
- * output (B, O) into out (may be NULL). */
+ * output (B, O) into out (may be NULL). A bidirectional model reads a
+ * sequence whole, so it has no steps: rnn_state_init refuses it (-1), and
+ * its predictions run rnn_forward. */
 void rnn_step(const rnn_model *m, rnn_state *s, const float *x, const int32_t *tok,
               float *out);
 
@@ -439,6 +459,8 @@ typedef struct rnn_train_cfg {
     rnn_optim_cfg optim;
     double clip;            /* max global L2 norm, 0 = off */
     int bptt;               /* 0 full, k > 0 truncated */
+    double dropout;         /* between stacked layers (rnn_ws_dropout), [0, 1); the
+                             * trained model's cfg.dropout records it */
     rnn_sched_cfg sched;    /* the learning rate per epoch (optim.lr is the base) */
     rnn_early_cfg early;    /* early stopping */
     /* the monitored loss of schedules and early stopping is the validation
@@ -478,6 +500,11 @@ void rnn_train_result_free(rnn_train_result *r);
  * the last good weights. */
 int rnn_train(rnn_model *m, const rnn_dataset *d, const rnn_train_cfg *cfg,
               rnn_train_result *res, rnn_err *err);
+
+/* Can a model of config c be trained with t? -1 naming the setting that
+ * does not fit it: dropout needs stacked layers, and a bidirectional model
+ * full BPTT (bptt 0). rnn_train calls it. */
+int rnn_train_fits(const rnn_config *c, const rnn_train_cfg *t, rnn_err *err);
 
 /* What a checkpoint must match to be resumed: the data's contents, every
  * train setting but the epoch count, and the thread count. */

@@ -107,9 +107,17 @@ int rnn_config_check(const rnn_config *c, rnn_err *err)
     }
     if (c->task == RNN_TASK_REGRESSION && rnn_token_input(c))
         return rnn_fail(err, "embedding: regression takes numeric input (embedding 0)");
-    size_t G = (size_t)rnn_gates(c->cell), H = (size_t)c->hidden;
+    if ((unsigned)c->bidirectional > 1)
+        return rnn_fail(err, "bidirectional: must be true or false");
+    if (c->bidirectional && c->task == RNN_TASK_CHARLM)
+        return rnn_fail(err, "bidirectional: a language model predicts from the past only; "
+                             "it cannot read the text backwards");
+    if (!(c->dropout >= 0 && c->dropout < 1))
+        return rnn_fail(err, "dropout: must be at least 0 and below 1, got %g", c->dropout);
+    /* per direction: layer 0 G H (X0 + H + 2), each layer above G H (D H + H + 2) */
+    size_t G = (size_t)rnn_gates(c->cell), H = (size_t)c->hidden, D = (size_t)rnn_dirs(c);
     size_t xin = (size_t)rnn_layer_in(c, 0);
-    size_t n = G * H * (xin + H + 2) + (size_t)(c->layers - 1) * G * H * (2 * H + 2);
+    size_t n = D * (G * H * (xin + H + 2) + (size_t)(c->layers - 1) * G * H * (D * H + H + 2));
     if (n > ((size_t)1 << 31))
         return rnn_fail(err, "hidden: model too large (%zu recurrent parameters)", n);
     return 0;

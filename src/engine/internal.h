@@ -15,10 +15,10 @@ int rnn_fail(rnn_err *err, const char *fmt, ...) __attribute__((format(printf, 2
 float *rnn_falloc(size_t n);
 void *rnn_xcalloc(size_t n, size_t size);
 
-/* Input width of layer l. */
+/* Input width of layer l: the layer below's D H outputs, or the model's. */
 static inline int rnn_layer_in(const rnn_config *c, int l)
 {
-    return l > 0 ? c->hidden : (c->embedding ? c->embedding : c->input_size);
+    return l > 0 ? rnn_dirs(c) * c->hidden : (c->embedding ? c->embedding : c->input_size);
 }
 
 
@@ -99,10 +99,11 @@ rnn_team *rnn_team_new(const rnn_model *m, const rnn_dataset *d, int threads, in
                        int maxB, rnn_err *err);
 void rnn_team_free(rnn_team *t);
 /* Forward and backward of the batch of sequences idx[0..B), all of one
- * length, on m as it is now. Returns the batch's mean loss (non-finite: the
+ * length, on m as it is now, with dropout p drawn from seed
+ * (rnn_ws_dropout). Returns the batch's mean loss (non-finite: the
  * gradient is not computed) and leaves the gradient of that mean in the
  * team's buffer, returned by rnn_team_grads. */
-double rnn_team_step(rnn_team *t, const int *idx, int B, int bptt);
+double rnn_team_step(rnn_team *t, const int *idx, int B, int bptt, double dropout, uint64_t seed);
 float *rnn_team_grads(rnn_team *t);
 
 #endif

@@ -185,6 +185,13 @@ int rnn_job_parse(rnn_job *job, const char *json, size_t len, rnn_err *err)
     job->has[RNN_JOB_HAS_LAYERS] = r;
     if ((r = rnn_field_get(root, "job", "embedding", &c->embedding, err)) < 0) goto out;
     job->has[RNN_JOB_HAS_EMBEDDING] = r;
+    if ((r = rnn_field_get(root, "job", "bidirectional", &c->bidirectional, err)) < 0) goto out;
+    job->has[RNN_JOB_HAS_BIDIR] = r;
+    if (c->bidirectional && c->task == RNN_TASK_CHARLM) {
+        rnn_fail(err, "bidirectional: a language model predicts from the past only; it cannot "
+                      "read the text backwards");
+        goto out;
+    }
     job->lowercase = 1;
     job->min_count = 1;
     job->max_vocab = 20000;
@@ -238,6 +245,7 @@ int rnn_job_parse(rnn_job *job, const char *json, size_t len, rnn_err *err)
     if (rnn_field_get(root, "job", "shuffle", &t->shuffle, err) < 0) goto out;
     if (rnn_field_get(root, "job", "clip", &t->clip, err) < 0) goto out;
     if (rnn_field_get(root, "job", "bptt", &t->bptt, err) < 0) goto out;
+    if (rnn_field_get(root, "job", "dropout", &t->dropout, err) < 0) goto out;
     if (rnn_field_get(root, "job", "from_scratch", &job->from_scratch, err) < 0) goto out;
 
     if ((r = rnn_field_get(root, "job", "optimizer", &o, err)) < 0) goto out;
@@ -314,6 +322,7 @@ static int arch_value(const rnn_config *c, int key)
     case RNN_JOB_HAS_ACT: return c->cell == RNN_CELL_RNN ? (int)c->act : -1;
     case RNN_JOB_HAS_HIDDEN: return c->hidden;
     case RNN_JOB_HAS_LAYERS: return c->layers;
+    case RNN_JOB_HAS_BIDIR: return c->bidirectional;
     default: return c->embedding;
     }
 }
@@ -325,14 +334,16 @@ static void arch_name(const rnn_config *c, int key, char *buf, size_t n)
     case RNN_JOB_HAS_MODE: snprintf(buf, n, "%s", rnn_mode_name(c->mode)); break;
     case RNN_JOB_HAS_CELL: snprintf(buf, n, "%s", rnn_cell_name(c->cell)); break;
     case RNN_JOB_HAS_ACT: snprintf(buf, n, "%s", rnn_activation_name(c->act)); break;
+    case RNN_JOB_HAS_BIDIR: snprintf(buf, n, "%s", c->bidirectional ? "true" : "false"); break;
     default: snprintf(buf, n, "%d", arch_value(c, key)); break;
     }
 }
 
 int rnn_job_fits(const rnn_job *job, const rnn_config *base, rnn_err *err)
 {
-    static const char *const keys[] = {"task", "mode", "cell", "activation", "hidden", "layers", "embedding"};
-    for (int k = RNN_JOB_HAS_TASK; k <= RNN_JOB_HAS_EMBEDDING; k++) {
+    static const char *const keys[] = {"task", "mode", "cell", "activation", "hidden", "layers",
+                                       "embedding", "bidirectional"};
+    for (int k = RNN_JOB_HAS_TASK; k <= RNN_JOB_HAS_BIDIR; k++) {
         if (!job->has[k] || (k == RNN_JOB_HAS_ACT && base->cell != RNN_CELL_RNN) ||
             (k == RNN_JOB_HAS_EMBEDDING && !rnn_token_input(base)))
             continue;
@@ -702,10 +713,22 @@ static int series_windows(rnn_job *job, const cJSON *dj, const char *scope, cons
     return 0;
 }
 
+/* The training settings that depend on the architecture (the job's, or
+ * the base model's when fine-tuning), checked before any data is read;
+ * rnn_train checks the same (rnn_train_fits). */
+static int job_data(rnn_job *job, const char *vocab, const char *data_dir, rnn_dataset *d,
+                    rnn_err *err);
+
 int rnn_job_dataset(rnn_job *job, const char *vocab, const char *data_dir, rnn_dataset *d,
                     rnn_err *err)
 {
     memset(d, 0, sizeof *d);
+    return rnn_train_fits(&job->cfg, &job->train, err) ? -1 : job_data(job, vocab, data_dir, d, err);
+}
+
+static int job_data(rnn_job *job, const char *vocab, const char *data_dir, rnn_dataset *d,
+                    rnn_err *err)
+{
     const cJSON *dj = job->data;
     rnn_config *c = &job->cfg;
     int w = 0;

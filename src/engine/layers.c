@@ -19,6 +19,19 @@
  *
  * Token input is looked up in the embedding or, without one, written as
  * one-hot rows, so that every layer sees numeric input (T, B, X_l).
+ *
+ * A bidirectional layer is two units of one kernel: the forward one reads
+ * x_0 .. x_{T-1}, the reverse one the same steps reversed (a copy, so both
+ * run the same code), and the layer's output at step t is their states
+ * side by side, [h_f(t), h_r(t)], where h_r(t) has read x_{T-1} .. x_t.
+ * Backward splits the output's gradient the same way and adds the reverse
+ * unit's input gradient back in time order. Such models run on the own
+ * kernel only.
+ *
+ * Dropout (training) multiplies each input of layers 1..L-1 by a mask m/(1-p),
+ * m ~ Bernoulli(1-p), and its gradient by the same: the mask is a hash of
+ * (seed, sequence, layer, step, unit), recomputed by the backward pass
+ * rather than stored.
  * Nothing is allocated between rnn_ws_new and rnn_ws_free but the kernels'
  * buffers on the first pass of a new shape.
  */
@@ -44,31 +57,44 @@ struct rnn_ws {
     dnn_seq *dnn;               /* NULL: own kernel only */
     uint64_t dnn_of;            /* inference: serial of the model oneDNN holds weights of */
     float *x0;                  /* (T, B, E or V) embedded or one-hot tokens */
-    float *h[RNN_MAX_LAYERS];   /* (T+1, B, H); h[0] is the zero initial state */
-    float *c[RNN_MAX_LAYERS];   /* (T+1, B, H) LSTM cell state */
+    /* per unit u = l D + d (layer l, direction d) */
+    float *h[RNN_MAX_UNITS];    /* (T+1, B, H); h[0] is the zero initial state */
+    float *c[RNN_MAX_UNITS];    /* (T+1, B, H) LSTM cell state */
+    /* bidirectional */
+    float *cat[RNN_MAX_LAYERS]; /* (T, B, 2H) the layer's outputs [h_f(t), h_r(t)] */
+    float *xr[RNN_MAX_LAYERS];  /* (T, B, X_l) its input, steps reversed */
+    float *last;                /* (B, 2H) many_to_one head input [h_f(T-1), h_r(0)] */
+    float *dlast;               /* (B, 2H) its gradient */
+    float *dF, *dR;             /* (T, B, H) the gradient of each direction's states */
+    float *dxr;                 /* (T, B, max(X0, 2H)) the reverse unit's input gradient */
+    /* dropout (training) */
+    double drop_p;              /* 0: none */
+    uint64_t drop_seed;
+    const int *drop_ids;        /* (B) sequence ids of the rows, or NULL */
+    float *xd[RNN_MAX_LAYERS];  /* (T, B, X_l) layer l's input after dropout, l >= 1 */
     float *out;                 /* (B, O) or (T, B, O) head outputs */
     float *dout;                /* same shape: dloss/dout */
-    float *dA, *dB;             /* (T, B, max(H, X0)) gradients w.r.t. layer outputs/inputs */
+    float *dA, *dB;             /* (T, B, max(D H, X0)) gradients w.r.t. layer outputs/inputs */
     /* the own kernel's, allocated on its first use */
     int own_ready;
-    float *gates[RNN_MAX_LAYERS]; /* (T, B, G*H) activated gates (RNN: h) */
-    float *tc[RNN_MAX_LAYERS];  /* (T, B, H) LSTM tanh(c) */
-    float *hn[RNN_MAX_LAYERS];  /* (T, B, H) GRU W_hn h + b_hn */
+    float *gates[RNN_MAX_UNITS]; /* (T, B, G*H) activated gates (RNN: h) */
+    float *tc[RNN_MAX_UNITS];   /* (T, B, H) LSTM tanh(c) */
+    float *hn[RNN_MAX_UNITS];   /* (T, B, H) GRU W_hn h + b_hn */
     float *dg;                  /* (T, B, G*H) dloss/d(pre-activation), input side */
     float *dgh;                 /* (T, B, G*H) GRU: the recurrent side */
     float *dc;                  /* (B, H) LSTM cell gradient carried back */
     float *hp;                  /* (B, G*H) GRU step scratch */
     int ldw;                    /* row stride of the transposed weights */
     int whh_t;                  /* the last forward multiplied by W_hh^T */
-    float *wt_ih[RNN_MAX_LAYERS]; /* (X_l, ldw) W_ih^T of the last forward */
-    float *wt_hh[RNN_MAX_LAYERS]; /* (H, ldw) W_hh^T */
+    float *wt_ih[RNN_MAX_UNITS]; /* (X_l, ldw) W_ih^T of the last forward */
+    float *wt_hh[RNN_MAX_UNITS]; /* (H, ldw) W_hh^T */
     float *dwt;                 /* (max(X0, H), G*H) a weight gradient, transposed */
 };
 
 static size_t ws_width(const rnn_config *c)
 {
-    int x0 = rnn_layer_in(c, 0);
-    return (size_t)(x0 > c->hidden ? x0 : c->hidden);
+    const int x0 = rnn_layer_in(c, 0), dh = rnn_dirs(c) * c->hidden;
+    return (size_t)(x0 > dh ? x0 : dh);
 }
 
 static int kernel_from_env(void)
@@ -84,6 +110,8 @@ static int kernel_from_env(void)
  * primitive costs a daemon memory for nothing), the own kernel for the rest. */
 static int kernel_for(const rnn_ws *ws, int B)
 {
+    if (ws->cfg.bidirectional)
+        return KERNEL_OWN;
     if (ws->kernel != KERNEL_AUTO)
         return ws->kernel;
     return !ws->train && B > 1 && ws->cfg.cell == RNN_CELL_LSTM && ws->cfg.hidden >= 128
@@ -107,18 +135,31 @@ static rnn_ws *ws_new(const rnn_config *cfg, int maxT, int maxB, int train)
     const size_t O = (size_t)cfg->output_size;
     int ok = 1;
 #define ALLOC(p, n) do { (p) = rnn_falloc(n); ok = ok && (p); } while (0)
+    const int D = rnn_dirs(cfg);
     if (rnn_token_input(cfg))
         ALLOC(ws->x0, T * B * (size_t)rnn_layer_in(cfg, 0));
-    for (int l = 0; l < cfg->layers; l++) {
-        ALLOC(ws->h[l], (T + 1) * B * H);
+    for (int u = 0; u < cfg->layers * D; u++) {
+        ALLOC(ws->h[u], (T + 1) * B * H);
         if (cfg->cell == RNN_CELL_LSTM)
-            ALLOC(ws->c[l], (T + 1) * B * H);
+            ALLOC(ws->c[u], (T + 1) * B * H);
     }
+    for (int l = 0; D == 2 && l < cfg->layers; l++) {
+        ALLOC(ws->cat[l], T * B * 2 * H);
+        ALLOC(ws->xr[l], T * B * (size_t)rnn_layer_in(cfg, l));
+    }
+    if (D == 2 && cfg->mode == RNN_MODE_MANY_TO_ONE)
+        ALLOC(ws->last, B * 2 * H);
     ALLOC(ws->out, T * B * O);
     if (train) {
         ALLOC(ws->dout, T * B * O);
         ALLOC(ws->dA, T * B * ws_width(cfg));
         ALLOC(ws->dB, T * B * ws_width(cfg));
+        if (D == 2) {
+            ALLOC(ws->dF, T * B * H);
+            ALLOC(ws->dR, T * B * H);
+            ALLOC(ws->dxr, T * B * ws_width(cfg));
+            ALLOC(ws->dlast, B * 2 * H);
+        }
     }
 #undef ALLOC
     if (ok && kernel_for(ws, maxB) == KERNEL_ONEDNN)
@@ -148,14 +189,14 @@ static int own_alloc(rnn_ws *ws)
     int ok = 1;
     ws->ldw = rnn_gemm_ld((int)GH);
 #define ALLOC(p, n) do { (p) = rnn_falloc(n); ok = ok && (p); } while (0)
-    for (int l = 0; l < cfg->layers; l++) {
-        ALLOC(ws->wt_ih[l], (size_t)rnn_layer_in(cfg, l) * ws->ldw);
-        ALLOC(ws->wt_hh[l], H * ws->ldw);
-        ALLOC(ws->gates[l], T * B * GH);
+    for (int u = 0; u < cfg->layers * rnn_dirs(cfg); u++) {
+        ALLOC(ws->wt_ih[u], (size_t)rnn_layer_in(cfg, u / rnn_dirs(cfg)) * ws->ldw);
+        ALLOC(ws->wt_hh[u], H * ws->ldw);
+        ALLOC(ws->gates[u], T * B * GH);
         if (cfg->cell == RNN_CELL_LSTM)
-            ALLOC(ws->tc[l], T * B * H);
+            ALLOC(ws->tc[u], T * B * H);
         if (cfg->cell == RNN_CELL_GRU)
-            ALLOC(ws->hn[l], T * B * H);
+            ALLOC(ws->hn[u], T * B * H);
     }
     ALLOC(ws->hp, B * GH);
     if (ws->train) {
@@ -176,15 +217,25 @@ void rnn_ws_free(rnn_ws *ws)
         return;
     dnn_seq_free(ws->dnn);
     free(ws->x0);
-    for (int l = 0; l < RNN_MAX_LAYERS; l++) {
-        free(ws->gates[l]);
-        free(ws->h[l]);
-        free(ws->c[l]);
-        free(ws->tc[l]);
-        free(ws->hn[l]);
-        free(ws->wt_ih[l]);
-        free(ws->wt_hh[l]);
+    for (int u = 0; u < RNN_MAX_UNITS; u++) {
+        free(ws->gates[u]);
+        free(ws->h[u]);
+        free(ws->c[u]);
+        free(ws->tc[u]);
+        free(ws->hn[u]);
+        free(ws->wt_ih[u]);
+        free(ws->wt_hh[u]);
     }
+    for (int l = 0; l < RNN_MAX_LAYERS; l++) {
+        free(ws->cat[l]);
+        free(ws->xr[l]);
+        free(ws->xd[l]);
+    }
+    free(ws->last);
+    free(ws->dlast);
+    free(ws->dF);
+    free(ws->dR);
+    free(ws->dxr);
     free(ws->out);
     free(ws->dout);
     free(ws->dg);
@@ -199,9 +250,71 @@ void rnn_ws_free(rnn_ws *ws)
 
 const float *rnn_ws_outputs(const rnn_ws *ws) { return ws->out; }
 
-const float *rnn_ws_hidden(const rnn_ws *ws)
+/* Layer l's outputs of the last forward, (T, B, D H). */
+static float *layer_out(const rnn_ws *ws, int l)
 {
-    return ws->h[ws->cfg.layers - 1] + (size_t)ws->B * ws->cfg.hidden;
+    return ws->cat[l] ? ws->cat[l] : ws->h[l] + (size_t)ws->B * ws->cfg.hidden;
+}
+
+const float *rnn_ws_hidden(const rnn_ws *ws) { return layer_out(ws, ws->cfg.layers - 1); }
+
+/* dst[t] = src[T-1-t] for rows of `row` floats; add: dst[t] += src[T-1-t]. */
+static void reverse_steps(const float *src, float *dst, int T, size_t row, int add)
+{
+    for (int t = 0; t < T; t++) {
+        const float *a = src + (size_t)(T - 1 - t) * row;
+        float *b = dst + (size_t)t * row;
+        if (!add) {
+            memcpy(b, a, row * sizeof(float));
+            continue;
+        }
+        for (size_t j = 0; j < row; j++) b[j] += a[j];
+    }
+}
+
+/* ------------------------------------------------------------------ dropout */
+
+void rnn_ws_dropout(rnn_ws *ws, double p, uint64_t seed, const int *ids)
+{
+    ws->drop_p = 0;
+    if (!(p > 0 && p < 1) || !ws->train || ws->cfg.layers < 2)
+        return;
+    for (int l = 1; l < ws->cfg.layers; l++)
+        if (!ws->xd[l] &&
+            !(ws->xd[l] = rnn_falloc((size_t)ws->maxT * ws->maxB * rnn_layer_in(&ws->cfg, l))))
+            return; /* out of memory: no dropout rather than a crash */
+    ws->drop_p = p;
+    ws->drop_seed = seed;
+    ws->drop_ids = ids;
+}
+
+/* splitmix64's finaliser: a well-mixed 64-bit hash of z. */
+static inline uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* y = x m / (1 - p) over layer l's input (T, B, X_l), m_j = 1 where the
+ * hash of (seed, sequence, l, t, j) lands at or above p, else 0. In place
+ * (x == y) this is also the backward: dloss/dx = m / (1 - p) dloss/dy. */
+static void dropout_apply(const rnn_ws *ws, int l, const float *x, float *y)
+{
+    const int X = rnn_layer_in(&ws->cfg, l);
+    const uint64_t cut = (uint64_t)(ws->drop_p * 9007199254740992.0); /* p 2^53 */
+    const float scale = (float)(1.0 / (1.0 - ws->drop_p));
+    for (int t = 0; t < ws->T; t++)
+        for (int b = 0; b < ws->B; b++) {
+            const uint64_t id = (uint64_t)(ws->drop_ids ? ws->drop_ids[b] : b);
+            const uint64_t key = mix64(ws->drop_seed ^ mix64(id * 0x9e3779b97f4a7c15ULL +
+                                                              ((uint64_t)l << 48) + (uint64_t)t));
+            const size_t r = ((size_t)t * ws->B + b) * X;
+            for (int j = 0; j < X; j++) {
+                const int keep = mix64(key + (uint64_t)j * 0x9e3779b97f4a7c15ULL) >> 11 >= cut;
+                y[r + j] = keep ? x[r + j] * scale : 0.0f;
+            }
+        }
 }
 
 static void colsum_acc(int M, int N, const float *d, float *db)
@@ -277,7 +390,7 @@ static int transposed(int B, int N, int K, int narrow)
 
 /* ------------------------------------------------------------------ own kernel */
 
-/* Step t of layer l in the workspace: what the cell reads and writes. */
+/* Step t of unit l in the workspace: what the cell reads and writes. */
 static cell_step own_step(rnn_ws *ws, int l, int t)
 {
     const size_t BH = (size_t)ws->B * ws->cfg.hidden;
@@ -297,11 +410,13 @@ static cell_step own_step(rnn_ws *ws, int l, int t)
     return s;
 }
 
+/* Unit l (a layer, or one direction of it) over its input xin, (T, B, X_l). */
 static void own_layer_forward(const rnn_model *m, rnn_ws *ws, int l, const float *xin)
 {
     const rnn_config *c = &m->cfg;
     const rnn_layer_params *p = &m->layer[l];
-    const int H = c->hidden, GH = rnn_gates(c->cell) * H, X = rnn_layer_in(c, l), B = ws->B;
+    const int H = c->hidden, GH = rnn_gates(c->cell) * H, B = ws->B;
+    const int X = rnn_layer_in(c, l / rnn_dirs(c));
     const int narrow = X < PROJ_GEMM_MIN_X;
     const float *wt = NULL;
     if (transposed(B, GH, X, narrow)) {
@@ -314,16 +429,16 @@ static void own_layer_forward(const rnn_model *m, rnn_ws *ws, int l, const float
     /* narrow inputs step by step, so each step's gates are made and used
      * while in cache; wide ones as one GEMM over all steps */
     if (!narrow)
-        input_projection(c, p, l, wt, ws->ldw, xin, ws->T * B, ws->gates[l]);
+        input_projection(c, p, l / rnn_dirs(c), wt, ws->ldw, xin, ws->T * B, ws->gates[l]);
     for (int t = 0; t < ws->T; t++) {
         cell_step s = own_step(ws, l, t);
         if (narrow)
-            input_projection(c, p, l, wt, ws->ldw, xin + (size_t)t * B * X, B, s.a);
+            input_projection(c, p, l / rnn_dirs(c), wt, ws->ldw, xin + (size_t)t * B * X, B, s.a);
         cell_forward(c, p, &s, t == 0, B);
     }
 }
 
-/* d: dloss/dh of layer l's outputs, (T, B, H); the recurrent part is added
+/* d: dloss/dh of unit l's outputs, (T, B, H); the recurrent part is added
  * into d[t-1] as the sweep goes. Then the weight gradients, one GEMM each,
  * and dx (T, B, X_l) if asked for. */
 static void own_layer_backward(const rnn_model *m, rnn_ws *ws, int l, const float *xin, float *d,
@@ -343,7 +458,7 @@ static void own_layer_backward(const rnn_model *m, rnn_ws *ws, int l, const floa
                       carry ? d + (t - 1) * BH : NULL, ws->dc, d + t * BH, &s, c, p, carry, B);
     }
     const float *dgh = c->cell == RNN_CELL_GRU ? ws->dgh : ws->dg;
-    const int X = rnn_layer_in(c, l);
+    const int X = rnn_layer_in(c, l / rnn_dirs(c));
     /* dW_ih += dg^T x and dW_hh += dgh^T h_{t-1}, computed as their
      * transposes x^T dg, the faster product (gemm.c); h_{t-1} for t >= 1 are
      * rows 1..T-1 of h (h_0 = 0 adds nothing) */
@@ -361,24 +476,49 @@ static void own_layer_backward(const rnn_model *m, rnn_ws *ws, int l, const floa
 
 /* ------------------------------------------------------------------ forward */
 
-/* Every layer over the sequence, on oneDNN or the own kernel; 0 or -1. */
+/* What layer l reads: the model's input x0, or the outputs of the layer
+ * below (after dropout, when training with it). */
+static const float *layer_in(const rnn_ws *ws, int l, const float *x0)
+{
+    if (l == 0)
+        return x0;
+    return ws->drop_p > 0 ? ws->xd[l] : layer_out(ws, l - 1);
+}
+
+/* Every layer over the sequence, on oneDNN or the own kernel; 0 or -1. A
+ * bidirectional layer runs its reverse unit over the steps reversed, then
+ * sets the two side by side: cat[t] = [h_f(t), h_r(t)], h_r(t) being the
+ * reverse unit's state after T - t steps. */
 static int layers_forward(const rnn_model *m, rnn_ws *ws, const float *x0)
 {
     const rnn_config *c = &m->cfg;
-    const size_t BH = (size_t)ws->B * c->hidden;
-    const float *xin = x0;
+    const int D = rnn_dirs(c), T = ws->T, B = ws->B, H = c->hidden;
+    const size_t BH = (size_t)B * H;
     for (int l = 0; l < c->layers; l++) {
-        memset(ws->h[l], 0, BH * sizeof(float));
-        if (ws->c[l])
-            memset(ws->c[l], 0, BH * sizeof(float));
-        if (ws->used_dnn) {
-            if (dnn_layer_forward(ws->dnn, &m->layer[l], l, ws->T, ws->B, ws->chunk, xin, ws->h[l],
-                                  ws->c[l]))
-                return -1;
-        } else {
-            own_layer_forward(m, ws, l, xin);
+        if (l > 0 && ws->drop_p > 0)
+            dropout_apply(ws, l, layer_out(ws, l - 1), ws->xd[l]);
+        const float *xin = layer_in(ws, l, x0);
+        if (D == 2)
+            reverse_steps(xin, ws->xr[l], T, (size_t)B * rnn_layer_in(c, l), 0);
+        for (int u = l * D; u < (l + 1) * D; u++) {
+            const float *src = u % D ? ws->xr[l] : xin;
+            memset(ws->h[u], 0, BH * sizeof(float));
+            if (ws->c[u])
+                memset(ws->c[u], 0, BH * sizeof(float));
+            if (ws->used_dnn) {
+                if (dnn_layer_forward(ws->dnn, &m->layer[u], l, T, B, ws->chunk, src, ws->h[u],
+                                      ws->c[u]))
+                    return -1;
+            } else {
+                own_layer_forward(m, ws, u, src);
+            }
         }
-        xin = ws->h[l] + BH;
+        for (int t = 0; D == 2 && t < T; t++)
+            for (int b = 0; b < B; b++) {
+                float *o = ws->cat[l] + ((size_t)t * B + b) * 2 * H;
+                memcpy(o, ws->h[2 * l] + (size_t)(t + 1) * BH + (size_t)b * H, H * sizeof(float));
+                memcpy(o + H, ws->h[2 * l + 1] + (size_t)(T - t) * BH + (size_t)b * H, H * sizeof(float));
+            }
     }
     return 0;
 }
@@ -421,6 +561,26 @@ static double loss_forward(const rnn_model *m, rnn_ws *ws, const rnn_batch *b, i
     return loss / rows;
 }
 
+/* What the head reads, (rows, D H): the top layer's outputs at every step
+ * (many_to_many) or its final states (many_to_one): h(T-1), or for a
+ * bidirectional layer [h_f(T-1), h_r(0)], both directions' last steps,
+ * gathered into ws->last. */
+static const float *head_input(rnn_ws *ws)
+{
+    const rnn_config *c = &ws->cfg;
+    const int T = ws->T, B = ws->B, H = c->hidden;
+    const float *top = layer_out(ws, c->layers - 1);
+    if (c->mode == RNN_MODE_MANY_TO_MANY)
+        return top;
+    if (!ws->last)
+        return top + (size_t)(T - 1) * B * H;
+    for (int b = 0; b < B; b++) {
+        memcpy(ws->last + (size_t)b * 2 * H, top + ((size_t)(T - 1) * B + b) * 2 * H, H * sizeof(float));
+        memcpy(ws->last + (size_t)b * 2 * H + H, top + (size_t)b * 2 * H + H, H * sizeof(float));
+    }
+    return ws->last;
+}
+
 double rnn_forward(const rnn_model *m, rnn_ws *ws, const rnn_batch *b)
 {
     const rnn_config *c = &m->cfg;
@@ -448,11 +608,10 @@ double rnn_forward(const rnn_model *m, rnn_ws *ws, const rnn_batch *b)
 
     /* head: out = h W^T + b over the last step or every step */
     const int rows = c->mode == RNN_MODE_MANY_TO_ONE ? B : T * B;
-    const float *htop = ws->h[c->layers - 1] + (size_t)B * H;
-    const float *top = c->mode == RNN_MODE_MANY_TO_ONE ? htop + (size_t)(T - 1) * B * H : htop;
+    const float *top = head_input(ws);
     for (int r = 0; r < rows; r++)
         memcpy(ws->out + (size_t)r * O, m->head_b, (size_t)O * sizeof(float));
-    rnn_gemm_nt(rows, O, H, top, m->head_w, 1.0f, ws->out);
+    rnn_gemm_nt(rows, O, rnn_dirs(c) * H, top, m->head_w, 1.0f, ws->out);
 
     ws->has_targets = (c->task == RNN_TASK_REGRESSION) ? b->y != NULL : b->cls != NULL;
     if (!ws->has_targets)
@@ -481,22 +640,34 @@ void rnn_backward(const rnn_model *m, rnn_ws *ws, const rnn_batch *b, int bptt,
     rnn_view g;
     rnn_model_view(m, grads, &g);
 
-    /* head: dW += dout^T h, db += sum dout, dh = dout W */
+    /* head: dW += dout^T h, db += sum dout, dh = dout W, where h is what
+     * the head read (head_input); for many_to_one dh reaches the last step
+     * of each direction: h_f(T-1) and h_r(0) */
+    const int D = rnn_dirs(c), DH = D * H;
+    const size_t BDH = (size_t)B * DH;
     float *d = ws->dA, *dnext = ws->dB;
-    const float *htop = ws->h[L - 1] + BH; /* (T, B, H) */
+    const float *top = c->mode == RNN_MODE_MANY_TO_ONE && ws->last
+                           ? ws->last
+                           : layer_out(ws, L - 1) + (c->mode == RNN_MODE_MANY_TO_ONE ? (size_t)(T - 1) * BH : 0);
     if (c->mode == RNN_MODE_MANY_TO_ONE) {
-        rnn_gemm_tn_acc(B, O, H, ws->dout, htop + (size_t)(T - 1) * BH, g.head_w);
+        rnn_gemm_tn_acc(B, O, DH, ws->dout, top, g.head_w);
         colsum_acc(B, O, ws->dout, g.head_b);
-        memset(d, 0, (size_t)T * BH * sizeof(float));
-        rnn_gemm_nn(B, H, O, ws->dout, m->head_w, 0.0f, d + (size_t)(T - 1) * BH);
+        memset(d, 0, (size_t)T * BDH * sizeof(float));
+        float *dl = D == 2 ? ws->dlast : d + (size_t)(T - 1) * BH;
+        rnn_gemm_nn(B, DH, O, ws->dout, m->head_w, 0.0f, dl);
+        for (int bi = 0; D == 2 && bi < B; bi++) {
+            memcpy(d + ((size_t)(T - 1) * B + bi) * DH, dl + (size_t)bi * DH, H * sizeof(float));
+            memcpy(d + (size_t)bi * DH + H, dl + (size_t)bi * DH + H, H * sizeof(float));
+        }
     } else {
-        rnn_gemm_tn_acc(T * B, O, H, ws->dout, htop, g.head_w);
+        rnn_gemm_tn_acc(T * B, O, DH, ws->dout, top, g.head_w);
         colsum_acc(T * B, O, ws->dout, g.head_b);
-        rnn_gemm_nn(T * B, H, O, ws->dout, m->head_w, 0.0f, d);
+        rnn_gemm_nn(T * B, DH, O, ws->dout, m->head_w, 0.0f, d);
     }
 
+    const float *x0 = rnn_token_input(c) ? ws->x0 : b->x;
     for (int l = L - 1; l >= 0; l--) {
-        const float *xin = l > 0 ? ws->h[l - 1] + BH : (rnn_token_input(c) ? ws->x0 : b->x);
+        const float *xin = layer_in(ws, l, x0);
         /* where dloss/dx of this layer goes: the layer below, the embedding,
          * the caller, or nowhere (one-hot input) */
         float *dxl = l > 0 || c->embedding ? dnext : (rnn_token_input(c) ? NULL : dx);
@@ -504,9 +675,25 @@ void rnn_backward(const rnn_model *m, rnn_ws *ws, const rnn_batch *b, int bptt,
             if (dnn_layer_backward(ws->dnn, &m->layer[l], &g.layer[l], l, T, B, ws->chunk, xin,
                                    ws->h[l], ws->c[l], d, dxl))
                 return;
-        } else {
+        } else if (D == 1) {
             own_layer_backward(m, ws, l, xin, d, bptt, &g.layer[l], dxl);
+        } else {
+            /* d (T, B, 2H) = [d h_f(t), d h_r(t)]: the reverse unit's step s
+             * is time T-1-s; its input gradient comes back the same way */
+            for (int t = 0; t < T; t++)
+                for (int bi = 0; bi < B; bi++) {
+                    const float *src = d + ((size_t)t * B + bi) * DH;
+                    memcpy(ws->dF + (size_t)t * BH + (size_t)bi * H, src, H * sizeof(float));
+                    memcpy(ws->dR + (size_t)(T - 1 - t) * BH + (size_t)bi * H, src + H, H * sizeof(float));
+                }
+            own_layer_backward(m, ws, 2 * l, xin, ws->dF, 0, &g.layer[2 * l], dxl);
+            own_layer_backward(m, ws, 2 * l + 1, ws->xr[l], ws->dR, 0, &g.layer[2 * l + 1],
+                               dxl ? ws->dxr : NULL);
+            if (dxl)
+                reverse_steps(ws->dxr, dxl, T, (size_t)B * rnn_layer_in(c, l), 1);
         }
+        if (l > 0 && ws->drop_p > 0)
+            dropout_apply(ws, l, dxl, dxl);
         float *tmp = d; d = dnext; dnext = tmp;
     }
     if (c->embedding) {
@@ -548,6 +735,8 @@ static size_t step_layout(const rnn_config *c, int B, step_weights *w)
 int rnn_state_init(rnn_state *s, const rnn_config *cfg, int B)
 {
     memset(s, 0, sizeof *s);
+    if (cfg->bidirectional)
+        return -1; /* it reads a sequence whole: no steps */
     const size_t n = (size_t)cfg->layers * B * cfg->hidden;
     const size_t GH = (size_t)rnn_gates(cfg->cell) * cfg->hidden;
     s->B = B;

@@ -77,17 +77,22 @@ int rnn_model_init(rnn_model *m, const rnn_config *cfg, rnn_err *err)
     char name[48];
     if (cfg->embedding)
         add_tensor(m, &off, "embedding.weight", cfg->input_size, cfg->embedding);
-    for (int l = 0; l < cfg->layers; l++) {
-        snprintf(name, sizeof name, "rnn.weight_ih_l%d", l);
+    /* PyTorch's state_dict order: per layer, the forward direction, then
+     * the reverse one (suffix "_reverse") */
+    const int D = rnn_dirs(cfg);
+    for (int u = 0; u < cfg->layers * D; u++) {
+        const int l = u / D;
+        const char *rev = u % D ? "_reverse" : "";
+        snprintf(name, sizeof name, "rnn.weight_ih_l%d%s", l, rev);
         add_tensor(m, &off, name, G * H, rnn_layer_in(cfg, l));
-        snprintf(name, sizeof name, "rnn.weight_hh_l%d", l);
+        snprintf(name, sizeof name, "rnn.weight_hh_l%d%s", l, rev);
         add_tensor(m, &off, name, G * H, H);
-        snprintf(name, sizeof name, "rnn.bias_ih_l%d", l);
+        snprintf(name, sizeof name, "rnn.bias_ih_l%d%s", l, rev);
         add_tensor(m, &off, name, G * H, 0);
-        snprintf(name, sizeof name, "rnn.bias_hh_l%d", l);
+        snprintf(name, sizeof name, "rnn.bias_hh_l%d%s", l, rev);
         add_tensor(m, &off, name, G * H, 0);
     }
-    add_tensor(m, &off, "head.weight", cfg->output_size, H);
+    add_tensor(m, &off, "head.weight", cfg->output_size, D * H);
     add_tensor(m, &off, "head.bias", cfg->output_size, 0);
     m->nparams = off;
     m->params = rnn_falloc(off);
@@ -108,7 +113,7 @@ void rnn_model_view(const rnn_model *m, float *buf, rnn_view *v)
     int k = 0;
     if (m->cfg.embedding)
         v->emb = buf + m->tensors[k++].offset;
-    for (int l = 0; l < m->cfg.layers; l++) {
+    for (int l = 0; l < m->cfg.layers * rnn_dirs(&m->cfg); l++) {
         v->layer[l].w_ih = buf + m->tensors[k++].offset;
         v->layer[l].w_hh = buf + m->tensors[k++].offset;
         v->layer[l].b_ih = buf + m->tensors[k++].offset;
@@ -190,9 +195,9 @@ void rnn_model_randomize(rnn_model *m, rnn_rng *rng, rnn_recurrent_init rinit)
     if (m->emb)
         for (size_t i = 0; i < (size_t)c->input_size * c->embedding; i++)
             m->emb[i] = (float)rnn_rng_normal(rng);
-    for (int l = 0; l < c->layers; l++) {
-        rnn_layer_params *p = &m->layer[l];
-        fill_uniform(p->w_ih, gh * rnn_layer_in(c, l), k, rng);
+    for (int u = 0; u < c->layers * rnn_dirs(c); u++) {
+        rnn_layer_params *p = &m->layer[u];
+        fill_uniform(p->w_ih, gh * rnn_layer_in(c, u / rnn_dirs(c)), k, rng);
         fill_uniform(p->w_hh, gh * H, k, rng);
         fill_uniform(p->b_ih, gh, k, rng);
         fill_uniform(p->b_hh, gh, k, rng);
@@ -208,7 +213,9 @@ void rnn_model_randomize(rnn_model *m, rnn_rng *rng, rnn_recurrent_init rinit)
                 fill_orthogonal(p->w_hh + (size_t)g * H * H, H, rng, tmp);
         }
     }
-    fill_uniform(m->head_w, (size_t)c->output_size * H, k, rng);
-    fill_uniform(m->head_b, (size_t)c->output_size, k, rng);
+    /* nn.Linear(D H, O): fan_in D H */
+    const double kh = 1.0 / sqrt((double)rnn_dirs(c) * H);
+    fill_uniform(m->head_w, (size_t)c->output_size * rnn_dirs(c) * H, kh, rng);
+    fill_uniform(m->head_b, (size_t)c->output_size, kh, rng);
     free(tmp);
 }

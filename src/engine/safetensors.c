@@ -140,6 +140,10 @@ char *rnn_config_json(const rnn_config *c, const rnn_meta *meta)
     cJSON_AddNumberToObject(o, "layers", c->layers);
     cJSON_AddNumberToObject(o, "output_size", c->output_size);
     cJSON_AddNumberToObject(o, "embedding", c->embedding);
+    if (c->bidirectional)
+        cJSON_AddBoolToObject(o, "bidirectional", 1);
+    if (c->dropout > 0)
+        cJSON_AddNumberToObject(o, "dropout", c->dropout);
     if (words) {
         cJSON *a = cJSON_AddArrayToObject(o, "vocab");
         for (int i = 0; a && i < meta->words.n; i++)
@@ -226,7 +230,9 @@ static int parse_config(const char *json, rnn_config *cfg, rnn_meta *meta, rnn_e
         json_req(o, "hidden", &cfg->hidden, err) ||
         json_req(o, "layers", &cfg->layers, err) ||
         json_req(o, "output_size", &cfg->output_size, err) ||
-        json_req(o, "embedding", &cfg->embedding, err))
+        json_req(o, "embedding", &cfg->embedding, err) ||
+        rnn_field_get(o, "rnnd.config", "bidirectional", &cfg->bidirectional, err) < 0 ||
+        rnn_field_get(o, "rnnd.config", "dropout", &cfg->dropout, err) < 0)
         goto out;
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "vocab");
     if (!v || !(cJSON_IsString(v) || cJSON_IsArray(v))) {

@@ -38,6 +38,8 @@ struct rnn_team {
     const rnn_dataset *d;
     int n;                  /* threads, the caller included */
     int bptt;
+    double dropout;         /* of this step, with its seed */
+    uint64_t drop_seed;
     part *parts;
     pthread_t *threads;     /* n - 1 workers */
     int started;            /* of them running */
@@ -63,8 +65,8 @@ int rnn_cpu_count(void)
 int rnn_train_threads(const rnn_config *c, int want, int T, int B)
 {
     int n = want > 0 ? want : rnn_cpu_count();
-    const double work = (double)T * B * rnn_gates(c->cell) * c->hidden *
-                        (rnn_layer_in(c, 0) + c->hidden * (2.0 * c->layers - 1));
+    const double work = (double)T * B * rnn_gates(c->cell) * c->hidden * rnn_dirs(c) *
+                        (rnn_layer_in(c, 0) + c->hidden + (c->layers - 1.0) * (rnn_layer_in(c, 1) + c->hidden));
     while (n > 1 && (n > B || work / n < MIN_WORK_PER_THREAD))
         n--;
     return n;
@@ -80,6 +82,7 @@ static void part_run(const rnn_team *t, part *p)
     }
     rnn_batch b;
     gather(t->d, p->idx, p->n, &p->bb, &b);
+    rnn_ws_dropout(p->ws, t->dropout, t->drop_seed, p->idx);
     p->loss = rnn_forward(t->m, p->ws, &b);
     if (isfinite(p->loss))
         rnn_backward(t->m, p->ws, &b, t->bptt, p->grads, NULL);
@@ -182,7 +185,7 @@ oom:
 
 float *rnn_team_grads(rnn_team *t) { return t->parts[0].grads; }
 
-double rnn_team_step(rnn_team *t, const int *idx, int B, int bptt)
+double rnn_team_step(rnn_team *t, const int *idx, int B, int bptt, double dropout, uint64_t seed)
 {
     /* part i: B / n sequences, one more for the first B % n */
     const int base = B / t->n, extra = B % t->n;
@@ -194,6 +197,8 @@ double rnn_team_step(rnn_team *t, const int *idx, int B, int bptt)
         off += p->n;
     }
     t->bptt = bptt;
+    t->dropout = dropout;
+    t->drop_seed = seed;
     pthread_mutex_lock(&t->mu);
     t->gen++;
     t->pending = t->started;

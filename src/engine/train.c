@@ -183,6 +183,19 @@ static int resume_from(const rnn_train_state *r, rnn_train_state *st, rnn_optim 
     return 0;
 }
 
+int rnn_train_fits(const rnn_config *c, const rnn_train_cfg *t, rnn_err *err)
+{
+    if (!(t->dropout >= 0 && t->dropout < 1))
+        return rnn_fail(err, "dropout: must be at least 0 and below 1, got %g", t->dropout);
+    if (t->dropout > 0 && c->layers < 2)
+        return rnn_fail(err, "dropout: acts between stacked layers, and the model has 1 layer "
+                             "(set \"layers\": 2 or more)");
+    if (c->bidirectional && t->bptt > 0)
+        return rnn_fail(err, "bptt: a bidirectional model reads each sequence whole, so it "
+                             "trains with full backpropagation (bptt 0), got %d", t->bptt);
+    return 0;
+}
+
 int rnn_train(rnn_model *m, const rnn_dataset *d, const rnn_train_cfg *cfg,
               rnn_train_result *res, rnn_err *err)
 {
@@ -194,6 +207,9 @@ int rnn_train(rnn_model *m, const rnn_dataset *d, const rnn_train_cfg *cfg,
         return rnn_fail(err, "%s", cfg->batch < 1 ? "batch: must be at least 1" : "epochs: must be >= 0");
     if (!(cfg->validation >= 0 && cfg->validation < 1))
         return rnn_fail(err, "validation: must be in [0, 1), got %g", cfg->validation);
+    if (rnn_train_fits(&m->cfg, cfg, err))
+        return -1;
+    m->cfg.dropout = cfg->dropout; /* the model file records it */
 
     const double t0 = now_seconds();
     int rc = -1;
@@ -303,7 +319,10 @@ int rnn_train(rnn_model *m, const rnn_dataset *d, const rnn_train_cfg *cfg,
         double sum = st.sum, weight = st.weight;
         for (int kk = st.batch; kk < nb; kk++) {
             const int k = border[kk];
-            const double loss = rnn_team_step(team, order + start[k], count[k], cfg->bptt);
+            /* every step's dropout masks from its own seed: the same on a resume */
+            const uint64_t drop_seed = cfg->seed ^ (0xd50b0a7ULL * (uint64_t)(pr.step + 1));
+            const double loss = rnn_team_step(team, order + start[k], count[k], cfg->bptt,
+                                              cfg->dropout, drop_seed);
             if (!isfinite(loss)) {
                 rnn_fail(err, "training diverged: loss is %s at epoch %d, step %ld",
                          isnan(loss) ? "NaN" : "infinite", ep, pr.step + 1);

@@ -69,21 +69,24 @@ class Model(nn.Module):
             self.embedding = None
             rnn_in = c["input_size"]
         H, L = c["hidden"], c["layers"]
+        bi = bool(c.get("bidirectional", 0))
         if c["cell"] == "rnn":
             # nn.RNN has no sigmoid; it still holds the parameters (same names
-            # and shapes) and forward() runs a manual loop for sigmoid.
+            # and shapes) and forward() runs a manual loop for sigmoid
+            # (unidirectional cases only).
             nl = c["activation"] if c["activation"] in ("tanh", "relu") else "tanh"
-            self.rnn = nn.RNN(rnn_in, H, L, nonlinearity=nl)
+            self.rnn = nn.RNN(rnn_in, H, L, nonlinearity=nl, bidirectional=bi)
         elif c["cell"] == "lstm":
-            self.rnn = nn.LSTM(rnn_in, H, L)
+            self.rnn = nn.LSTM(rnn_in, H, L, bidirectional=bi)
         elif c["cell"] == "gru":
-            self.rnn = nn.GRU(rnn_in, H, L)
+            self.rnn = nn.GRU(rnn_in, H, L, bidirectional=bi)
         else:
             raise ValueError(c["cell"])
-        self.head = nn.Linear(H, c["output_size"])
+        # bidirectional: the head reads both directions, [O, 2H]
+        self.head = nn.Linear(H * (2 if bi else 1), c["output_size"])
 
     def zero_state(self, B, like):
-        L, H = self.c["layers"], self.c["hidden"]
+        L, H = self.c["layers"] * (2 if self.c.get("bidirectional") else 1), self.c["hidden"]
         h = torch.zeros(L, B, H, dtype=like.dtype)
         if self.c["cell"] == "lstm":
             return (h, torch.zeros(L, B, H, dtype=like.dtype))
@@ -106,6 +109,10 @@ class Model(nn.Module):
 
     def head_out(self, top):
         if self.c["mode"] == "many_to_one":
+            if self.c.get("bidirectional"):
+                # the final state of each direction: [h_forward(T), h_backward(1)]
+                H = self.c["hidden"]
+                return self.head(torch.cat([top[-1, :, :H], top[0, :, H:]], 1))
             return self.head(top[-1])
         return self.head(top)
 
@@ -233,6 +240,24 @@ def make_cases():
              cell="gru", activation="tanh", input_size=9, hidden=8, layers=1,
              output_size=3, embedding=0, tokens=1, T=16, B=5, bptt=0, clip=0.0,
              nesterov=1),
+        # bidirectional layers (full BPTT): the reverse direction's tensors
+        # are "_reverse"; 2 layers, so layer 1 reads 2H inputs
+        dict(name="bi_lstm_l2_m2o", seed=211, task="regression", mode="many_to_one",
+             cell="lstm", activation="tanh", input_size=3, hidden=6, layers=2,
+             output_size=2, embedding=0, T=17, B=3, bptt=0, clip=0.0, nesterov=0,
+             bidirectional=1),
+        dict(name="bi_gru_l2_m2m", seed=212, task="regression", mode="many_to_many",
+             cell="gru", activation="tanh", input_size=3, hidden=5, layers=2,
+             output_size=2, embedding=0, T=15, B=3, bptt=0, clip=0.0, nesterov=1,
+             bidirectional=1),
+        dict(name="bi_rnn_tanh_m2o", seed=213, task="regression", mode="many_to_one",
+             cell="rnn", activation="tanh", input_size=2, hidden=7, layers=1,
+             output_size=1, embedding=0, T=19, B=4, bptt=0, clip=0.0, nesterov=0,
+             bidirectional=1),
+        dict(name="bi_classify_gru_tokens", seed=214, task="classify", mode="many_to_one",
+             cell="gru", activation="tanh", input_size=9, hidden=6, layers=1,
+             output_size=3, embedding=4, T=14, B=5, bptt=0, clip=0.0, nesterov=0,
+             bidirectional=1),
         dict(name="charlm_onehot_rnn_tanh", seed=208, task="charlm", mode="many_to_many",
              cell="rnn", activation="tanh", input_size=15, hidden=10, layers=2,
              output_size=15, embedding=0, tokens=1, T=18, B=3, bptt=0, clip=0.0,
@@ -360,6 +385,7 @@ def write_case(c, tensors, path):
         "output_size %d" % c["output_size"],
         "embedding %d" % c["embedding"],
         "tokens %d" % (1 if is_tokens(c) else 0),
+    ] + (["bidirectional 1"] if c.get("bidirectional") else []) + [
         "T %d" % c["T"],
         "B %d" % c["B"],
         "bptt %d" % c["bptt"],
@@ -439,7 +465,7 @@ def check_case(c, r, log):
     T, B, k = c["T"], c["B"], c["bptt"] if c["bptt"] > 0 else c["T"]
 
     # 1. The manual loop equals nn.RNN for tanh/relu (validates the sigmoid path).
-    if c["cell"] == "rnn":
+    if c["cell"] == "rnn" and not c.get("bidirectional"):
         x = m64.embed(inp)
         h0 = m64.zero_state(B, x)
         for act in ("tanh", "relu"):

@@ -226,6 +226,7 @@ int ref_load(const char *path, ref_case *rc, char *err, size_t errlen)
         else if (!strcmp(key, "output_size")) c->output_size = atoi(val);
         else if (!strcmp(key, "embedding")) c->embedding = atoi(val);
         else if (!strcmp(key, "tokens")) c->tokens = atoi(val), have_tokens = 1;
+        else if (!strcmp(key, "bidirectional")) c->bidirectional = atoi(val);
         else if (!strcmp(key, "T")) rc->T = atoi(val);
         else if (!strcmp(key, "B")) rc->B = atoi(val);
         else if (!strcmp(key, "bptt")) rc->bptt = atoi(val);

@@ -47,7 +47,7 @@ enum { SGD, ADAM, ADAM_CONTROLLED };
 static void setup(rnn_model *m, rnn_dataset *d, rnn_train_cfg *tc, int kind, int threads)
 {
     const int adam = kind != SGD;
-    rnn_config cfg = {RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, RNN_CELL_GRU, RNN_ACT_TANH, 1, 16, 2, 1, 0, 0};
+    rnn_config cfg = {RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, RNN_CELL_GRU, RNN_ACT_TANH, 1, 16, 2, 1, 0, 0, 0, 0};
     rnn_err err;
     ck_assert(rnn_model_init(m, &cfg, &err) == 0);
     rnn_rng rng;

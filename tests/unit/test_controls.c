@@ -182,12 +182,22 @@ START_TEST(test_control_errors)
         {"\"early_stopping\": {\"patience\": 0}", "early_stopping.patience: must be between 1"},
         {"\"early_stopping\": {\"patience\": 2, \"min_delta\": -1}", "early_stopping.min_delta: must be between 0"},
         {"\"early_stopping\": {\"patience\": 2, \"monitor\": \"loss\"}", "early_stopping.monitor: unknown key"},
+        {"\"dropout\": 1", "dropout: must be between 0 and 0.99"},
+        {"\"dropout\": \"0.5\"", "dropout: must be a number"},
+        {"\"bidirectional\": 1", "bidirectional: must be true or false"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char json[512];
         snprintf(json, sizeof json, "{\"data\": {\"generator\": \"sine\", \"window\": 5}, %s}", bad[i].extra);
         expect_refused(json, NULL, 1, bad[i].want);
     }
+    /* parsed, but refused with the data, where the model meets the training */
+    expect_refused("{\"layers\": 1, \"dropout\": 0.3, \"data\": {\"generator\": \"sine\", \"window\": 5}}",
+                   NULL, 0, "dropout: acts between stacked layers, and the model has 1 layer");
+    expect_refused("{\"bidirectional\": true, \"bptt\": 2, \"data\": {\"generator\": \"sine\", \"window\": 5}}",
+                   NULL, 0, "bptt: a bidirectional model reads each sequence whole");
+    expect_refused("{\"task\": \"lm\", \"bidirectional\": true, \"data\": {\"text\": \"abcabcabc\", \"window\": 3}}",
+                   NULL, 1, "bidirectional: a language model predicts from the past only");
     /* cosine's t_max defaults to the epochs */
     const char *ok = "{\"epochs\": 7, \"lr_schedule\": {\"name\": \"cosine\"}, \"data\": {\"generator\": \"sine\", \"window\": 5}}";
     rnn_job job;

@@ -1,7 +1,9 @@
 /* Finite-difference gradient checks: for every cell and activation, through
  * several steps and two layers, the analytic gradient along a random
  * direction of each parameter tensor (and of the input) must match the
- * central difference of the loss.
+ * central difference of the loss. Bidirectional layers and dropout between
+ * layers are checked the same way: a dropout mask depends only on its seed
+ * and position, so every forward of a case drops the same inputs.
  *
  * With truncated BPTT the gradient is that of a different function: the
  * state entering each chunk counts as a constant. Those cases are checked
@@ -25,25 +27,32 @@ typedef struct gc_case {
     int embedding;          /* E for looked-up tokens */
     int onehot;             /* tokens without an embedding */
     int bptt;
+    int bidirectional;
+    double dropout;         /* a fixed mask (one seed), so the loss is a function */
 } gc_case;
 
 static const gc_case cases[] = {
-    {"rnn_tanh_m2m", RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_MANY, RNN_CELL_RNN, RNN_ACT_TANH, 0, 0, 0},
-    {"rnn_relu_m2m", RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_MANY, RNN_CELL_RNN, RNN_ACT_RELU, 0, 0, 0},
-    {"rnn_sigmoid_m2o", RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, RNN_CELL_RNN, RNN_ACT_SIGMOID, 0, 0, 0},
-    {"rnn_tanh_m2o", RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, RNN_CELL_RNN, RNN_ACT_TANH, 0, 0, 0},
-    {"lstm_m2m", RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_MANY, RNN_CELL_LSTM, RNN_ACT_TANH, 0, 0, 0},
-    {"lstm_m2o", RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, RNN_CELL_LSTM, RNN_ACT_TANH, 0, 0, 0},
-    {"gru_m2m", RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_MANY, RNN_CELL_GRU, RNN_ACT_TANH, 0, 0, 0},
-    {"gru_m2o", RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, RNN_CELL_GRU, RNN_ACT_TANH, 0, 0, 0},
-    {"gru_classify", RNN_TASK_CLASSIFY, RNN_MODE_MANY_TO_ONE, RNN_CELL_GRU, RNN_ACT_TANH, 0, 0, 0},
-    {"lstm_charlm", RNN_TASK_CHARLM, RNN_MODE_MANY_TO_MANY, RNN_CELL_LSTM, RNN_ACT_TANH, 5, 0, 0},
-    {"rnn_relu_classify_tokens", RNN_TASK_CLASSIFY, RNN_MODE_MANY_TO_ONE, RNN_CELL_RNN, RNN_ACT_RELU, 4, 0, 0},
-    {"gru_charlm_onehot", RNN_TASK_CHARLM, RNN_MODE_MANY_TO_MANY, RNN_CELL_GRU, RNN_ACT_TANH, 0, 1, 0},
-    {"rnn_tanh_classify_onehot", RNN_TASK_CLASSIFY, RNN_MODE_MANY_TO_ONE, RNN_CELL_RNN, RNN_ACT_TANH, 0, 1, 0},
-    {"rnn_tanh_tbptt", RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_MANY, RNN_CELL_RNN, RNN_ACT_TANH, 0, 0, 3},
-    {"lstm_tbptt", RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_MANY, RNN_CELL_LSTM, RNN_ACT_TANH, 0, 0, 3},
-    {"gru_tbptt", RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_MANY, RNN_CELL_GRU, RNN_ACT_TANH, 0, 0, 3},
+    {"rnn_tanh_m2m", RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_MANY, RNN_CELL_RNN, RNN_ACT_TANH, 0, 0, 0, 0, 0},
+    {"rnn_relu_m2m", RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_MANY, RNN_CELL_RNN, RNN_ACT_RELU, 0, 0, 0, 0, 0},
+    {"rnn_sigmoid_m2o", RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, RNN_CELL_RNN, RNN_ACT_SIGMOID, 0, 0, 0, 0, 0},
+    {"rnn_tanh_m2o", RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, RNN_CELL_RNN, RNN_ACT_TANH, 0, 0, 0, 0, 0},
+    {"lstm_m2m", RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_MANY, RNN_CELL_LSTM, RNN_ACT_TANH, 0, 0, 0, 0, 0},
+    {"lstm_m2o", RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, RNN_CELL_LSTM, RNN_ACT_TANH, 0, 0, 0, 0, 0},
+    {"gru_m2m", RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_MANY, RNN_CELL_GRU, RNN_ACT_TANH, 0, 0, 0, 0, 0},
+    {"gru_m2o", RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, RNN_CELL_GRU, RNN_ACT_TANH, 0, 0, 0, 0, 0},
+    {"gru_classify", RNN_TASK_CLASSIFY, RNN_MODE_MANY_TO_ONE, RNN_CELL_GRU, RNN_ACT_TANH, 0, 0, 0, 0, 0},
+    {"lstm_charlm", RNN_TASK_CHARLM, RNN_MODE_MANY_TO_MANY, RNN_CELL_LSTM, RNN_ACT_TANH, 5, 0, 0, 0, 0},
+    {"rnn_relu_classify_tokens", RNN_TASK_CLASSIFY, RNN_MODE_MANY_TO_ONE, RNN_CELL_RNN, RNN_ACT_RELU, 4, 0, 0, 0, 0},
+    {"gru_charlm_onehot", RNN_TASK_CHARLM, RNN_MODE_MANY_TO_MANY, RNN_CELL_GRU, RNN_ACT_TANH, 0, 1, 0, 0, 0},
+    {"rnn_tanh_classify_onehot", RNN_TASK_CLASSIFY, RNN_MODE_MANY_TO_ONE, RNN_CELL_RNN, RNN_ACT_TANH, 0, 1, 0, 0, 0},
+    {"rnn_tanh_tbptt", RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_MANY, RNN_CELL_RNN, RNN_ACT_TANH, 0, 0, 3, 0, 0},
+    {"lstm_tbptt", RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_MANY, RNN_CELL_LSTM, RNN_ACT_TANH, 0, 0, 3, 0, 0},
+    {"gru_tbptt", RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_MANY, RNN_CELL_GRU, RNN_ACT_TANH, 0, 0, 3, 0, 0},
+    {"bi_lstm_m2o", RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, RNN_CELL_LSTM, RNN_ACT_TANH, 0, 0, 0, 1, 0},
+    {"bi_gru_m2m", RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_MANY, RNN_CELL_GRU, RNN_ACT_TANH, 0, 0, 0, 1, 0},
+    {"bi_rnn_tanh_classify_tokens", RNN_TASK_CLASSIFY, RNN_MODE_MANY_TO_ONE, RNN_CELL_RNN, RNN_ACT_TANH, 4, 0, 0, 1, 0},
+    {"lstm_dropout_m2m", RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_MANY, RNN_CELL_LSTM, RNN_ACT_TANH, 0, 0, 0, 0, 0.4},
+    {"bi_gru_dropout_m2o", RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, RNN_CELL_GRU, RNN_ACT_TANH, 0, 0, 0, 1, 0.4},
 };
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
 
@@ -81,7 +90,7 @@ START_TEST(test_gradcheck)
     const int tokens = gc->embedding || gc->onehot;
     rnn_config cfg = {gc->task, gc->mode, gc->cell, gc->act, tokens ? V : X, H, 2,
                       gc->task == RNN_TASK_REGRESSION ? O : (gc->task == RNN_TASK_CHARLM ? V : 4),
-                      gc->embedding, gc->onehot};
+                      gc->embedding, gc->onehot, gc->bidirectional, 0};
     rnn_model m;
     rnn_err err;
     ck_assert_msg(rnn_model_init(&m, &cfg, &err) == 0, "%s", err.msg);
@@ -99,6 +108,8 @@ START_TEST(test_gradcheck)
                    gc->task == RNN_TASK_REGRESSION ? NULL : cls};
     rnn_ws *ws = rnn_ws_new(&cfg, T, B);
     ck_assert(ws);
+    if (gc->dropout > 0)
+        rnn_ws_dropout(ws, gc->dropout, 99, NULL);
     float *g = calloc(m.nparams, sizeof(float));
     rnn_forward(&m, ws, &b);
     rnn_backward(&m, ws, &b, gc->bptt, g, tokens ? NULL : dx);
@@ -183,7 +194,7 @@ static const rnn_cell_type tbptt_cells[] = {RNN_CELL_RNN, RNN_CELL_LSTM, RNN_CEL
 START_TEST(test_tbptt_blocks_gradient)
 {
     rnn_config cfg = {RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, tbptt_cells[_i], RNN_ACT_TANH,
-                      X, H, 1, 1, 0, 0};
+                      X, H, 1, 1, 0, 0, 0, 0};
     rnn_model m;
     rnn_err err;
     ck_assert(rnn_model_init(&m, &cfg, &err) == 0);

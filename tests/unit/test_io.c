@@ -51,7 +51,7 @@ static void make_model(rnn_model *m, rnn_meta *meta, rnn_cell_type cell, int tok
 {
     rnn_config cfg = {tokens ? RNN_TASK_CHARLM : RNN_TASK_REGRESSION,
                       tokens ? RNN_MODE_MANY_TO_MANY : RNN_MODE_MANY_TO_ONE, cell, RNN_ACT_TANH,
-                      tokens ? 5 : 2, 6, 2, tokens ? 5 : 1, tokens ? 3 : 0, tokens};
+                      tokens ? 5 : 2, 6, 2, tokens ? 5 : 1, tokens ? 3 : 0, tokens, 0, 0};
     rnn_err err;
     ck_assert(rnn_model_init(m, &cfg, &err) == 0);
     rnn_rng r;
@@ -348,7 +348,7 @@ START_TEST(test_json_and_overflow_guards)
         ck_assert_msg(rnn_json_nul_at(nul[i].text, strlen(nul[i].text)) == nul[i].at, "%s: %ld, not %ld",
                       nul[i].text, rnn_json_nul_at(nul[i].text, strlen(nul[i].text)), nul[i].at);
 
-    rnn_config cfg = {RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, RNN_CELL_RNN, RNN_ACT_RELU, 1, 4, 1, 1, 0, 0};
+    rnn_config cfg = {RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, RNN_CELL_RNN, RNN_ACT_RELU, 1, 4, 1, 1, 0, 0, 0, 0};
     rnn_model m;
     rnn_meta meta;
     rnn_err err;

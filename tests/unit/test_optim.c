@@ -57,7 +57,7 @@ END_TEST
 
 START_TEST(test_init_schemes)
 {
-    rnn_config cfg = {RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, RNN_CELL_LSTM, RNN_ACT_TANH, 3, 16, 1, 1, 0, 0};
+    rnn_config cfg = {RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, RNN_CELL_LSTM, RNN_ACT_TANH, 3, 16, 1, 1, 0, 0, 0, 0};
     rnn_model m;
     rnn_err e;
     ck_assert(rnn_model_init(&m, &cfg, &e) == 0);
@@ -89,7 +89,7 @@ END_TEST
 
 START_TEST(test_config_errors)
 {
-    rnn_config cfg = {RNN_TASK_CHARLM, RNN_MODE_MANY_TO_MANY, RNN_CELL_LSTM, RNN_ACT_TANH, 10, 16, 1, 10, 0, 0};
+    rnn_config cfg = {RNN_TASK_CHARLM, RNN_MODE_MANY_TO_MANY, RNN_CELL_LSTM, RNN_ACT_TANH, 10, 16, 1, 10, 0, 0, 0, 0};
     rnn_err e;
     ck_assert(rnn_config_check(&cfg, &e) == -1);
     ck_assert_msg(strstr(e.msg, "tokens"), "%s", e.msg);

@@ -19,7 +19,7 @@
  * outputs is the notes' half sum). */
 START_TEST(test_seed002_hand_backprop)
 {
-    rnn_config cfg = {RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, RNN_CELL_RNN, RNN_ACT_SIGMOID, 2, 2, 2, 2, 0, 0};
+    rnn_config cfg = {RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, RNN_CELL_RNN, RNN_ACT_SIGMOID, 2, 2, 2, 2, 0, 0, 0, 0};
     rnn_model m;
     rnn_err err;
     ck_assert(rnn_model_init(&m, &cfg, &err) == 0);
@@ -170,7 +170,7 @@ static int cancel_after(void *ud, const rnn_progress *p)
 
 START_TEST(test_cancel_via_callback)
 {
-    rnn_config cfg = {RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, RNN_CELL_GRU, RNN_ACT_TANH, 1, 8, 1, 1, 0, 0};
+    rnn_config cfg = {RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, RNN_CELL_GRU, RNN_ACT_TANH, 1, 8, 1, 1, 0, 0, 0, 0};
     rnn_model m;
     rnn_err err;
     ck_assert(rnn_model_init(&m, &cfg, &err) == 0);
@@ -196,9 +196,10 @@ END_TEST
  * thread order. The same thread count gives the same bits; another count
  * the same weights up to float rounding; an uneven split (3 threads for 32
  * sequences) and the rnn_train_threads limits hold. */
-static void train_with_threads(int threads, rnn_model *m, int *used)
+static void train_with_threads(int threads, int layers, double dropout, rnn_model *m, int *used,
+                               double loss[2])
 {
-    rnn_config cfg = {RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, RNN_CELL_GRU, RNN_ACT_TANH, 1, 64, 1, 1, 0, 0};
+    rnn_config cfg = {RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, RNN_CELL_GRU, RNN_ACT_TANH, 1, 64, layers, 1, 0, 0, 0, 0};
     rnn_err err;
     ck_assert(rnn_model_init(m, &cfg, &err) == 0);
     rnn_rng rng;
@@ -206,12 +207,17 @@ static void train_with_threads(int threads, rnn_model *m, int *used)
     rnn_model_randomize(m, &rng, RNN_INIT_DEFAULT);
     rnn_dataset d;
     ck_assert(rnn_dataset_sine(&d, 128, 50, RNN_MODE_MANY_TO_ONE, &err) == 0);
-    rnn_train_cfg tc = {.epochs = 2, .batch = 32, .shuffle = 1, .seed = 3, .threads = threads};
+    rnn_train_cfg tc = {.epochs = 2, .batch = 32, .shuffle = 1, .seed = 3, .threads = threads,
+                        .dropout = dropout};
     rnn_optim_defaults(&tc.optim, RNN_OPT_SGD);
     tc.optim.momentum = 0.9;
     rnn_train_result r;
     ck_assert_msg(rnn_train(m, &d, &tc, &r, &err) == 0, "%s", err.msg);
     *used = r.threads;
+    if (loss) {
+        loss[0] = r.loss[0];
+        loss[1] = r.loss[1];
+    }
     rnn_train_result_free(&r);
     rnn_dataset_free(&d);
 }
@@ -220,10 +226,10 @@ START_TEST(test_threads)
 {
     rnn_model m1, m2, m2b, m3;
     int u1, u2, u2b, u3;
-    train_with_threads(1, &m1, &u1);
-    train_with_threads(2, &m2, &u2);
-    train_with_threads(2, &m2b, &u2b);
-    train_with_threads(3, &m3, &u3);
+    train_with_threads(1, 1, 0, &m1, &u1, NULL);
+    train_with_threads(2, 1, 0, &m2, &u2, NULL);
+    train_with_threads(2, 1, 0, &m2b, &u2b, NULL);
+    train_with_threads(3, 1, 0, &m3, &u3, NULL);
     ck_assert_int_eq(u1, 1);
     ck_assert_int_eq(u2, 2);
     ck_assert_int_eq(u3, 3);
@@ -245,12 +251,105 @@ START_TEST(test_threads)
     rnn_model_free(&m2b);
     rnn_model_free(&m3);
     /* no more threads than sequences, and none for tiny work */
-    rnn_config big = {RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, RNN_CELL_LSTM, RNN_ACT_TANH, 1, 256, 1, 1, 0, 0};
+    rnn_config big = {RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, RNN_CELL_LSTM, RNN_ACT_TANH, 1, 256, 1, 1, 0, 0, 0, 0};
     ck_assert_int_eq(rnn_train_threads(&big, 8, 100, 3), 3);
     ck_assert_int_eq(rnn_train_threads(&big, 0, 100, 32), rnn_cpu_count());
     rnn_config tiny = big;
     tiny.hidden = 4;
     ck_assert_int_eq(rnn_train_threads(&tiny, 8, 10, 32), 1);
+}
+END_TEST
+
+/* The largest |a_i - b_i| over two models' weights, and the largest |a_i|. */
+static double max_diff(const rnn_model *a, const rnn_model *b, double *scale)
+{
+    double d = 0;
+    *scale = 0;
+    for (size_t i = 0; i < a->nparams; i++) {
+        *scale = fmax(*scale, fabs(a->params[i]));
+        d = fmax(d, fabs(a->params[i] - b->params[i]));
+    }
+    return d;
+}
+
+/* Dropout between stacked layers. Column j of the gradient of layer 1's
+ * W_ih is zero exactly where input j of layer 1 was dropped (one step, one
+ * sequence), so counting such columns measures p. An evaluation drops
+ * nothing; the masks follow the sequences, so 2 threads give 1 thread's
+ * weights up to float rounding; the model records p and still learns. */
+START_TEST(test_dropout)
+{
+    enum { HD = 256, SEEDS = 16 };
+    const double p = 0.3;
+    rnn_config cfg = {RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, RNN_CELL_RNN, RNN_ACT_TANH, 2, HD, 2, 1, 0, 0, 0, 0};
+    rnn_model m;
+    rnn_err err;
+    ck_assert(rnn_model_init(&m, &cfg, &err) == 0);
+    rnn_rng rng;
+    rnn_rng_seed(&rng, 5);
+    rnn_model_randomize(&m, &rng, RNN_INIT_DEFAULT);
+    int w1 = -1;
+    for (int k = 0; k < m.ntensors; k++)
+        if (!strcmp(m.tensors[k].name, "rnn.weight_ih_l1"))
+            w1 = k;
+    ck_assert(w1 >= 0);
+    const float *gw = NULL;
+    float x[2] = {0.5f, -0.3f}, y[1] = {1};
+    rnn_batch b = {1, 1, x, NULL, y, NULL};
+    rnn_ws *ws = rnn_ws_new(&cfg, 1, 1), *eval = rnn_ws_new_inference(&cfg, 1, 1);
+    float *g = malloc(m.nparams * sizeof(float));
+    gw = g + m.tensors[w1].offset;
+    int dropped = 0;
+    for (int seed = 0; seed <= SEEDS; seed++) {
+        /* seed SEEDS: dropout off again */
+        rnn_ws_dropout(ws, seed < SEEDS ? p : 0, (uint64_t)seed, NULL);
+        memset(g, 0, m.nparams * sizeof(float));
+        rnn_forward(&m, ws, &b);
+        rnn_backward(&m, ws, &b, 0, g, NULL);
+        int zero = 0;
+        for (int j = 0; j < HD; j++) {
+            int all = 1;
+            for (int i = 0; i < HD && all; i++)
+                all = gw[(size_t)i * HD + j] == 0;
+            zero += all;
+        }
+        if (seed < SEEDS)
+            dropped += zero;
+        else
+            ck_assert_msg(zero == 0, "dropout off, yet %d inputs dropped", zero);
+    }
+    const double frac = (double)dropped / (HD * SEEDS);
+    printf("  dropout p=%.2f: dropped %.4f of %d inputs\n", p, frac, HD * SEEDS);
+    ck_assert_msg(fabs(frac - p) < 0.03, "dropped %.4f of the inputs, p = %.2f", frac, p);
+    /* evaluation drops nothing, whatever the training workspace did */
+    rnn_ws_dropout(ws, p, 1, NULL);
+    rnn_ws_dropout(eval, p, 1, NULL);
+    const double l_drop = rnn_forward(&m, ws, &b), l_eval = rnn_forward(&m, eval, &b);
+    rnn_ws_dropout(ws, 0, 1, NULL);
+    ck_assert_msg(l_drop != l_eval, "the training forward dropped nothing");
+    ck_assert_msg(rnn_forward(&m, ws, &b) == l_eval, "the evaluation forward dropped inputs");
+    rnn_ws_free(ws);
+    rnn_ws_free(eval);
+    free(g);
+    rnn_model_free(&m);
+
+    rnn_model m1, m2, m0;
+    int u1, u2, u0;
+    double loss1[2], loss2[2], loss0[2], scale;
+    train_with_threads(1, 2, p, &m1, &u1, loss1);
+    train_with_threads(2, 2, p, &m2, &u2, loss2);
+    train_with_threads(1, 2, 0, &m0, &u0, loss0);
+    const double d12 = max_diff(&m1, &m2, &scale), d10 = max_diff(&m1, &m0, &scale);
+    printf("  dropout training: 1 vs 2 threads max diff %.3g, vs no dropout %.3g (weights up to %.3g);"
+           " loss %.4g -> %.4g\n", d12, d10, scale, loss1[0], loss1[1]);
+    ck_assert_int_eq(u2, 2);
+    ck_assert_msg(d12 <= 1e-5 * scale, "2 threads drew other masks: %g", d12);
+    ck_assert_msg(d10 > 1e-3 * scale, "training with dropout gave the weights without it");
+    ck_assert_msg(m1.cfg.dropout == p, "the model records dropout %g", m1.cfg.dropout);
+    ck_assert_msg(loss1[1] < loss1[0], "no learning with dropout: %g -> %g", loss1[0], loss1[1]);
+    rnn_model_free(&m1);
+    rnn_model_free(&m2);
+    rnn_model_free(&m0);
 }
 END_TEST
 
@@ -266,6 +365,7 @@ Suite *train_suite(void)
     tcase_add_test(tc, test_divergence_named_and_weights_kept);
     tcase_add_test(tc, test_cancel_via_callback);
     tcase_add_test(tc, test_threads);
+    tcase_add_test(tc, test_dropout);
     suite_add_tcase(s, tc);
     return s;
 }
