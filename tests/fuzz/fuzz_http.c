@@ -69,12 +69,15 @@ static void setup(void)
     if (!mkdtemp(dir))
         abort();
     atexit(remove_dir);
-    save(dir, "wave", (rnn_config){RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, RNN_CELL_LSTM,
-                                   RNN_ACT_TANH, 1, 8, 1, 1, 0, 0}, NULL);
-    save(dir, "kind", (rnn_config){RNN_TASK_CLASSIFY, RNN_MODE_MANY_TO_ONE, RNN_CELL_GRU,
-                                   RNN_ACT_TANH, 1, 6, 1, 3, 0, 0}, NULL);
-    save(dir, "chars", (rnn_config){RNN_TASK_CHARLM, RNN_MODE_MANY_TO_MANY, RNN_CELL_RNN,
-                                    RNN_ACT_TANH, 5, 8, 1, 5, 4, 1}, "abcde");
+    save(dir, "wave", (rnn_config){.task = RNN_TASK_REGRESSION, .mode = RNN_MODE_MANY_TO_ONE, .cell = RNN_CELL_LSTM, .act = RNN_ACT_TANH,
+                   .input_size = 1, .hidden = 8, .layers = 1, .output_size = 1,
+                   .embedding = 0, .tokens = 0}, NULL);
+    save(dir, "kind", (rnn_config){.task = RNN_TASK_CLASSIFY, .mode = RNN_MODE_MANY_TO_ONE, .cell = RNN_CELL_GRU, .act = RNN_ACT_TANH,
+                   .input_size = 1, .hidden = 6, .layers = 1, .output_size = 3,
+                   .embedding = 0, .tokens = 0}, NULL);
+    save(dir, "chars", (rnn_config){.task = RNN_TASK_CHARLM, .mode = RNN_MODE_MANY_TO_MANY, .cell = RNN_CELL_RNN, .act = RNN_ACT_TANH,
+                   .input_size = 5, .hidden = 8, .layers = 1, .output_size = 5,
+                   .embedding = 4, .tokens = 1}, "abcde");
     rnnd_config_defaults(&cfg);
     snprintf(cfg.model_dir, sizeof cfg.model_dir, "%s", dir);
     snprintf(cfg.auth_token, sizeof cfg.auth_token, "not-in-the-corpus");

@@ -48,16 +48,19 @@ static void setup(void)
     if (done)
         return;
     done = 1;
-    make(&models[0], (rnn_config){RNN_TASK_REGRESSION, RNN_MODE_MANY_TO_ONE, RNN_CELL_LSTM,
-                                  RNN_ACT_TANH, 2, 8, 1, 2, 0, 0}, NULL);
-    make(&models[1], (rnn_config){RNN_TASK_CLASSIFY, RNN_MODE_MANY_TO_ONE, RNN_CELL_GRU,
-                                  RNN_ACT_TANH, 1, 6, 2, 3, 0, 0}, NULL);
+    make(&models[0], (rnn_config){.task = RNN_TASK_REGRESSION, .mode = RNN_MODE_MANY_TO_ONE, .cell = RNN_CELL_LSTM, .act = RNN_ACT_TANH,
+                   .input_size = 2, .hidden = 8, .layers = 1, .output_size = 2,
+                   .embedding = 0, .tokens = 0}, NULL);
+    make(&models[1], (rnn_config){.task = RNN_TASK_CLASSIFY, .mode = RNN_MODE_MANY_TO_ONE, .cell = RNN_CELL_GRU, .act = RNN_ACT_TANH,
+                   .input_size = 1, .hidden = 6, .layers = 2, .output_size = 3,
+                   .embedding = 0, .tokens = 0}, NULL);
     static char *labels[] = {"low", "mid", "high"};
     models[1].meta.nlabels = 3;
     models[1].meta.labels = malloc(3 * sizeof(char *));
     for (int i = 0; i < 3; i++) models[1].meta.labels[i] = strdup(labels[i]);
-    make(&models[2], (rnn_config){RNN_TASK_CHARLM, RNN_MODE_MANY_TO_MANY, RNN_CELL_RNN,
-                                  RNN_ACT_TANH, 5, 8, 1, 5, 4, 1}, "abcdé");
+    make(&models[2], (rnn_config){.task = RNN_TASK_CHARLM, .mode = RNN_MODE_MANY_TO_MANY, .cell = RNN_CELL_RNN, .act = RNN_ACT_TANH,
+                   .input_size = 5, .hidden = 8, .layers = 1, .output_size = 5,
+                   .embedding = 4, .tokens = 1}, "abcdé");
     /* model 0 reads z-scores of two columns and predicts both */
     rnn_series *sr = &models[0].meta.series;
     sr->ncolumns = sr->ntarget = 2;
@@ -69,11 +72,13 @@ static void setup(void)
         sr->mean[j] = 1000 * (j + 1);
         sr->std[j] = 50;
     }
-    make(&models[3], (rnn_config){RNN_TASK_CHARLM, RNN_MODE_MANY_TO_MANY, RNN_CELL_GRU,
-                                  RNN_ACT_TANH, 6, 8, 1, 6, 4, 1}, NULL);
+    make(&models[3], (rnn_config){.task = RNN_TASK_CHARLM, .mode = RNN_MODE_MANY_TO_MANY, .cell = RNN_CELL_GRU, .act = RNN_ACT_TANH,
+                   .input_size = 6, .hidden = 8, .layers = 1, .output_size = 6,
+                   .embedding = 4, .tokens = 1}, NULL);
     give_words(&models[3]);
-    make(&models[4], (rnn_config){RNN_TASK_CLASSIFY, RNN_MODE_MANY_TO_ONE, RNN_CELL_LSTM,
-                                  RNN_ACT_TANH, 6, 8, 1, 2, 4, 1}, NULL);
+    make(&models[4], (rnn_config){.task = RNN_TASK_CLASSIFY, .mode = RNN_MODE_MANY_TO_ONE, .cell = RNN_CELL_LSTM, .act = RNN_ACT_TANH,
+                   .input_size = 6, .hidden = 8, .layers = 1, .output_size = 2,
+                   .embedding = 4, .tokens = 1}, NULL);
     give_words(&models[4]);
 }
 
