@@ -29,11 +29,14 @@ GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
 def config(task, mode, cell, input_size, hidden, output_size=None, layers=1,
-           activation="tanh", embedding=0, vocab="", labels=None, lowercase=True):
+           activation="tanh", embedding=0, vocab="", labels=None, lowercase=True,
+           bidirectional=False, dropout=0.0):
     """The rnnd.config dict. For a language model, input_size and output_size
     are len(vocab); output_size defaults to input_size (regression, lm) or
     len(labels) (classify). vocab is a string of characters, or a list of
-    words ("<unk>", "<eos>" first) for a word model ("tokens": "words")."""
+    words ("<unk>", "<eos>" first) for a word model ("tokens": "words").
+    bidirectional and dropout are nn.RNN's (dropout acts in training only;
+    rnnd keeps it in the file as a record)."""
     if output_size is None:
         output_size = len(labels) if labels else input_size
     c = {"task": task, "mode": mode, "cell": cell, "activation": activation,
@@ -45,6 +48,10 @@ def config(task, mode, cell, input_size, hidden, output_size=None, layers=1,
         c["lowercase"] = bool(lowercase)
     if labels:
         c["labels"] = list(labels)
+    if bidirectional:
+        c["bidirectional"] = True
+    if dropout:
+        c["dropout"] = float(dropout)
     return c
 
 
@@ -94,7 +101,11 @@ class RNNModel(nn.Module):
     a vocabulary: looked up in the embedding, or one-hot without one
     (embedding 0, min-char-rnn's input: rnn.weight_ih_l0 is (G*H, V)).
     Returns the head's output at every step, (T, B, O), and the final state.
-    many_to_one models use the last step, y[-1]."""
+    many_to_one models use the last step, y[-1], or for a bidirectional
+    model the head over both directions' final states [h_f(T-1), h_r(0)]:
+    last(x) gives a many_to_one model's (B, O) output either way.
+    A bidirectional model's rnn has PyTorch's *_reverse tensors and its head
+    reads 2 hidden features."""
 
     def __init__(self, cfg):
         super().__init__()
@@ -104,17 +115,19 @@ class RNNModel(nn.Module):
             self.embedding = nn.Embedding(cfg["input_size"], cfg["embedding"])
             rin = cfg["embedding"]
         H, L = cfg["hidden"], cfg["layers"]
+        D = 2 if cfg.get("bidirectional") else 1
+        extra = {"bidirectional": D == 2, "dropout": float(cfg.get("dropout", 0.0))}
         if cfg["cell"] == "rnn":
             if cfg["activation"] not in ("tanh", "relu"):
                 raise ValueError("nn.RNN has no %r activation" % cfg["activation"])
-            self.rnn = nn.RNN(rin, H, L, nonlinearity=cfg["activation"])
+            self.rnn = nn.RNN(rin, H, L, nonlinearity=cfg["activation"], **extra)
         elif cfg["cell"] == "lstm":
-            self.rnn = nn.LSTM(rin, H, L)
+            self.rnn = nn.LSTM(rin, H, L, **extra)
         elif cfg["cell"] == "gru":
-            self.rnn = nn.GRU(rin, H, L)
+            self.rnn = nn.GRU(rin, H, L, **extra)
         else:
             raise ValueError("cell must be rnn, lstm or gru, not %r" % cfg["cell"])
-        self.head = nn.Linear(H, cfg["output_size"])
+        self.head = nn.Linear(D * H, cfg["output_size"])
 
     def forward(self, x, state=None):
         if self.cfg["embedding"] > 0:
@@ -123,6 +136,15 @@ class RNNModel(nn.Module):
             x = nn.functional.one_hot(x, self.cfg["input_size"]).float()
         y, state = self.rnn(x, state)
         return self.head(y), state
+
+    def last(self, x):
+        """A many_to_one model's output, (B, O): the head over the top
+        layer's final state, both directions' for a bidirectional model."""
+        y, state = self.forward(x)
+        if not self.cfg.get("bidirectional"):
+            return y[-1]
+        h = state[0] if isinstance(state, tuple) else state   # (L D, B, H)
+        return self.head(torch.cat([h[-2], h[-1]], dim=1))
 
 
 def save(module_or_state, path, cfg, metadata=None):

@@ -95,6 +95,12 @@ static session **link_of(sessions *t, const char *id)
 session *session_open(sessions *t, const char *id, served_model *m, int max, int *status,
                       char *err, size_t errlen)
 {
+    if (m->m.cfg.bidirectional) {
+        *status = 422;
+        snprintf(err, errlen, "model %s is bidirectional: it reads each sequence whole, so it "
+                 "has no state to stream (send whole sequences to /predict)", m->name);
+        return NULL;
+    }
     session *s = calloc(1, sizeof *s);
     if (!s || !(s->stream = rnn_stream_new(&m->m))) {
         free(s);

@@ -3,12 +3,15 @@
  * `POST /predict`. Regression returns the output after the last step, with
  * optional multi-step forecasts (each output fed back as the next input) and
  * per-step outputs; classify returns a label and probabilities; charlm
- * generates text from a prefix with a temperature and a seed. Every input is
- * checked, and limits applied, before any computation.
+ * generates text from a prefix with a temperature and a seed. Sequences
+ * step through rnn_step, except a bidirectional model's, which run whole
+ * through rnn_forward (run_whole). Every input is checked, and limits
+ * applied, before any computation.
  */
 #include "rnn/io.h"
 #include "rnn/fields.h"
 #include "internal.h"
+#include "cells.h"
 
 #include <cJSON.h>
 #include <math.h>
@@ -34,6 +37,8 @@ typedef struct slot {
     unsigned long used;     /* when last used, for eviction */
     rnn_state one, many;    /* B = 1; B > 1 rows, up to many_cap */
     int many_cap;           /* rows many was made for (0: not made yet) */
+    rnn_ws *ws;             /* bidirectional models: a whole-sequence workspace */
+    int ws_T, ws_B;         /* the steps and rows ws was made for */
 } slot;
 
 struct rnn_predictor {
@@ -401,6 +406,9 @@ static int forecast_request(pctx *c, const cJSON *req)
     const int steps = forecast_steps(req);
     if (steps > 0 && cfg->task != RNN_TASK_REGRESSION)
         return bad(c, 422, "steps: forecasting needs a regression model");
+    if (steps > 0 && cfg->bidirectional)
+        return bad(c, 422, "steps: a bidirectional model reads each sequence whole (its backward "
+                           "direction starts at the last step), so it cannot feed forecasts back");
     if (steps > 0 && cfg->output_size != cfg->input_size)
         return bad(c, 422, "steps: forecasting feeds each output back as input, but the model "
                            "has %d outputs and %d inputs", cfg->output_size, cfg->input_size);
@@ -466,13 +474,88 @@ static void finish_rows(pctx *c, int B, int steps, cJSON *const *obj)
     }
 }
 
+/* A bidirectional model's B rows of equal length T: one rnn_forward over
+ * the whole sequences (its backward direction starts at step T-1, so there
+ * is no state to step), in a workspace kept in the model's slot. The head
+ * outputs go to c->out as a stepped pass leaves them: the reply's output
+ * (many_to_one: of [h_f(T-1), h_r(0)]; many_to_many: of step T-1), and with
+ * retseq, "outputs" per step, the head over the top layer's step t
+ * [h_f(t), h_r(t)], as PyTorch's head(output) gives. */
+static int run_whole(pctx *c, row *rows, int B, int retseq, cJSON *const *obj)
+{
+    const rnn_config *cfg = &c->m->cfg;
+    const int T = rows[0].T, X = cfg->input_size, O = cfg->output_size;
+    const int DH = rnn_dirs(cfg) * cfg->hidden;
+    slot *sl = c->sl;
+    if (!sl->ws || T > sl->ws_T || B > sl->ws_B) {
+        rnn_ws_free(sl->ws);
+        sl->ws_T = T > sl->ws_T ? T : sl->ws_T;
+        sl->ws_B = B > sl->ws_B ? B : sl->ws_B;
+        if (!(sl->ws = rnn_ws_new_inference(cfg, sl->ws_T, sl->ws_B))) {
+            sl->ws_T = sl->ws_B = 0;
+            return bad(c, 500, "out of memory");
+        }
+    }
+    const int tokens = rows[0].tok != NULL;
+    float *x = tokens ? NULL : rnn_falloc((size_t)T * B * X);
+    int32_t *tok = tokens ? rnn_xcalloc((size_t)T * B, sizeof *tok) : NULL;
+    float *steps = retseq ? rnn_falloc((size_t)T * B * O) : NULL;
+    int rc = (tokens ? !tok : !x) || (retseq && !steps) ? bad(c, 500, "out of memory") : 0;
+    /* the input, time-major: step t of row b at t B + b */
+    for (int b = 0; !rc && b < B; b++) {
+        const cJSON *cur = tokens ? NULL : rows[b].seq->child;
+        for (int t = 0; !rc && t < T; t++) {
+            if (tokens) {
+                tok[(size_t)t * B + b] = rows[b].tok[t];
+                continue;
+            }
+            rc = read_step(c, cur, rows[b].path, t, x + ((size_t)t * B + b) * X);
+            cur = cur->next;
+        }
+    }
+    const rnn_batch batch = {.T = T, .B = B, .x = x, .tok = tok};
+    if (!rc && isnan(rnn_forward(c->m, sl->ws, &batch)))
+        rc = bad(c, 500, "the forward pass did not fit its workspace");
+    if (!rc) {
+        const float *y = rnn_ws_outputs(sl->ws);
+        const int m2m = cfg->mode == RNN_MODE_MANY_TO_MANY;
+        memcpy(c->out, y + (m2m ? (size_t)(T - 1) * B * O : 0), (size_t)B * O * sizeof(float));
+        /* per step: y(t) = [h_f(t), h_r(t)] W^T + b, which many_to_many has */
+        if (retseq && m2m) {
+            memcpy(steps, y, (size_t)T * B * O * sizeof(float));
+        } else if (retseq) {
+            for (size_t r = 0; r < (size_t)T * B; r++)
+                memcpy(steps + r * O, c->m->head_b, (size_t)O * sizeof(float));
+            rnn_gemm_nt(T * B, O, DH, rnn_ws_hidden(sl->ws), c->m->head_w, 1.0f, steps);
+        }
+        for (int b = 0; retseq && b < B; b++) {
+            cJSON *outs = cJSON_AddArrayToObject(obj[b], "outputs");
+            for (int t = 0; t < T; t++)
+                cJSON_AddItemToArray(outs, output_json(c, steps + ((size_t)t * B + b) * O));
+        }
+    }
+    free(x);
+    free(tok);
+    free(steps);
+    return rc;
+}
+
 /* B sequences of equal length through the model as one batched pass (B
- * rows of rnn_step); fills one reply object per row. */
+ * rows of rnn_step, or of one whole-sequence forward for a bidirectional
+ * model); fills one reply object per row. */
 static int predict_rows(pctx *c, row *rows, int B, const cJSON *req, cJSON *const *obj)
 {
     const int steps = forecast_request(c, req);
     const int retseq = return_sequences(req);
-    if (steps < 0 || use_state(c, B))
+    if (steps < 0)
+        return -1;
+    if (c->m->cfg.bidirectional) {
+        if (run_whole(c, rows, B, retseq, obj))
+            return -1;
+        finish_rows(c, B, 0, obj);
+        return 0;
+    }
+    if (use_state(c, B))
         return -1;
     rnn_state_reset(c->st, &c->m->cfg);
     if (run_rows(c, rows, B, retseq, obj))
@@ -788,6 +871,7 @@ static void slot_clear(slot *sl)
 {
     if (sl->one.h) rnn_state_free(&sl->one);
     if (sl->many.h) rnn_state_free(&sl->many);
+    rnn_ws_free(sl->ws);
     memset(sl, 0, sizeof *sl);
 }
 
@@ -1228,8 +1312,10 @@ done:
 
 int rnn_predict_batchable(const rnn_model *m, const cJSON *req)
 {
-    /* text (whose unknown tokens the reply counts) goes alone */
-    return m->cfg.task != RNN_TASK_CHARLM && !rnn_token_input(&m->cfg) && cJSON_IsObject(req) &&
+    /* text (whose unknown tokens the reply counts) goes alone, and so do
+     * bidirectional models, which have no steps to interleave */
+    return m->cfg.task != RNN_TASK_CHARLM && !rnn_token_input(&m->cfg) && !m->cfg.bidirectional &&
+           cJSON_IsObject(req) &&
            cJSON_HasObjectItem(req, "sequence") && !cJSON_HasObjectItem(req, "sequences");
 }
 

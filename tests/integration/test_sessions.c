@@ -459,6 +459,69 @@ START_TEST(test_kserve_errors_and_sequences)
 }
 END_TEST
 
+/* A bidirectional model from PyTorch (gru_bi: two layers, dropout, the
+ * _reverse tensors) over HTTP: /predict gives PyTorch's reply, KServe infer
+ * rows equal /predict, and what needs steps (forecasts, sessions, the
+ * sequence extension) is refused naming why; a fine-tune keeps it
+ * bidirectional, and one asking for a unidirectional model is a conflict. */
+START_TEST(test_bidirectional_served)
+{
+    stop_daemon();
+    sh("cp '%s/gru_bi.safetensors' '%s/models/bi.safetensors'", models_src, dir);
+    start_daemon("");
+    char *req = case_request("gru_bi", "bi");
+    resp r = post("/predict", req);
+    ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body);
+    cJSON *got = json_of(&r);
+    char p[1200];
+    snprintf(p, sizeof p, "%s/gru_bi.expected.json", models_src);
+    char *t = read_text(p);
+    cJSON *want = cJSON_Parse(t);
+    cJSON_DeleteItemFromObject(want, "model");
+    cJSON_DeleteItemFromObject(want, "version");
+    ASSERT_JSON_CLOSE(got, want, 1e-5, "bi");
+    cJSON_Delete(got); cJSON_Delete(want);
+    free(t); free(req); free(r.body);
+
+    const int B = 2, T = 12, X = 2;
+    char *body = infer_body(70, B, T, X, "");
+    r = post("/v2/models/bi/infer", body);
+    ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body);
+    cJSON *o = json_of(&r);
+    const cJSON *data = cJSON_GetObjectItem(output_tensor(o), "data");
+    ck_assert_int_eq(cJSON_GetArraySize(data), B);
+    for (int i = 0; i < B; i++) {
+        cJSON *w = predict_whole("bi", 70 + i, T, X, "");
+        const double g = cJSON_GetArrayItem(data, i)->valuedouble, e = num(w, "prediction");
+        ck_assert_msg(fabs(g - e) <= 1e-5 * fmax(1, fabs(e)), "infer row %d %g, /predict %g", i, g, e);
+        cJSON_Delete(w);
+    }
+    cJSON_Delete(o); free(r.body); free(body);
+
+    char *seq = steps_json(1, 0, 8, X);
+    char b[1024];
+    snprintf(b, sizeof b, "{\"model\": \"bi\", \"sequence\": %s, \"steps\": 3}", seq);
+    expect_error(post("/predict", b), 422, "steps: a bidirectional model reads each sequence whole");
+    expect_error(post("/sessions", "{\"model\": \"bi\"}"), 422, "model bi is bidirectional");
+    body = infer_body(1, 1, 8, X, ", \"parameters\": {\"sequence_id\": 3, \"sequence_start\": true}");
+    expect_v2_error(post("/v2/models/bi/infer", body), 422, "no state to stream");
+    free(body); free(seq);
+
+    expect_error(post("/train", "{\"model\": \"bi\", \"bidirectional\": false, \"data\": "
+                                "{\"generator\": \"sine\", \"window\": 6}}"),
+                 409, "bidirectional: the model is true, this job asks for false");
+    o = wait_job(submit("{\"model\": \"bi\", \"epochs\": 1, \"data\": {\"sequences\": "
+                        "[[[0.1, 0.2], [0.3, 0.4]], [[0.5, 0.6], [0.7, 0.8]]], \"targets\": [0.5, -0.5]}}",
+                        202), 60);
+    ck_assert_msg(!strcmp(status_of(o), "succeeded"), "%s", cJSON_PrintUnformatted(o));
+    cJSON_Delete(o);
+    r = get("/models/bi");
+    ck_assert_msg(r.status == 200 && strstr(r.body, "\"bidirectional\":true") && strstr(r.body, "\"version\":2"),
+                  "%s", r.body);
+    free(r.body);
+}
+END_TEST
+
 Suite *sessions_suite(void)
 {
     Suite *s = suite_create("sessions");
@@ -471,6 +534,7 @@ Suite *sessions_suite(void)
     tcase_add_test(tc, test_session_limits);
     tcase_add_test(tc, test_kserve_infer);
     tcase_add_test(tc, test_kserve_errors_and_sequences);
+    tcase_add_test(tc, test_bidirectional_served);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -4,7 +4,9 @@
   - the demo sine model trained by rnnd, read with rnnd_torch.load into
     RNNModel (strict): PyTorch gives rnnd's prediction;
   - the demo chars model: PyTorch's greedy text equals `rnnd generate
-    --temperature 0`.
+    --temperature 0`;
+  - a word lm and a z-scored series trained by rnnd, in PyTorch;
+  - bidirectional models with dropout both ways (eval mode in PyTorch).
 Run by `make test` (tests/ops/check.sh) where /usr/bin/python3 has torch.
 Usage: /usr/bin/python3 tests/ref/check_rnnd_torch.py RNND DEMO_MODELS_DIR
 """
@@ -118,3 +120,31 @@ with tempfile.TemporaryDirectory() as tmp:
     if abs(got - want) > 1e-5 * abs(want):
         sys.exit("rnnd_torch: z-scored series: rnnd %.6f, PyTorch %.6f" % (got, want))
     print("rnnd_torch: rnnd z-scored series -> PyTorch: %.4f vs rnnd %.4f (raw units)" % (want, got))
+
+    # bidirectional with dropout, both ways: a PyTorch LSTM classifier saved
+    # with rnnd_torch.save gives its eval-mode probabilities in rnnd, and a
+    # GRU trained by rnnd loads strictly (the _reverse tensors) into PyTorch
+    cfg = rnnd_torch.config("classify", "many_to_one", "lstm", input_size=3, hidden=6, layers=2,
+                            labels=["down", "up"], bidirectional=True, dropout=0.4)
+    net = rnnd_torch.RNNModel(cfg).eval()
+    path = os.path.join(tmp, "bi_torch.safetensors")
+    rnnd_torch.save(net, path, cfg)
+    seq = torch.randn(9, 1, 3)
+    with torch.no_grad():
+        want = torch.softmax(net.last(seq)[0].double(), 0).tolist()
+    got = predict(path, {"sequence": seq[:, 0].tolist()})["probabilities"]
+    err = max(abs(got[k] - w) for k, w in zip(cfg["labels"], want))
+    if err > 1e-5:
+        sys.exit("rnnd_torch: bidirectional LSTM: rnnd %r, PyTorch %r" % (got, want))
+    print("rnnd_torch: PyTorch bidirectional LSTM (dropout 0.4, eval) -> rnnd: max |diff| %.2e" % err)
+    job = {"cell": "gru", "hidden": 8, "layers": 2, "bidirectional": True, "dropout": 0.2,
+           "epochs": 3, "data": {"generator": "sine", "samples": 32, "window": 10}}
+    model, net, cfg, meta = train_and_load(tmp, "bi_rnnd", job)
+    net.eval()
+    window = [math.sin(0.3 * t) for t in range(10)]
+    with torch.no_grad():
+        want = float(net.last(torch.tensor(window).view(10, 1, 1))[0, 0])
+    got = predict(model, {"sequence": window})["prediction"]
+    if abs(got - want) > 1e-5 * max(1, abs(want)):
+        sys.exit("rnnd_torch: bidirectional GRU by rnnd: rnnd %.7f, PyTorch %.7f" % (got, want))
+    print("rnnd_torch: rnnd bidirectional GRU -> PyTorch: %.6f vs rnnd %.6f" % (want, got))

@@ -46,7 +46,7 @@ import rnnd_torch  # noqa: E402  (the safetensors reader users get)
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 OUT_DIR = os.path.join(HERE, "models")
-RNND = os.path.join(ROOT, "build", "rnnd")
+RNND = os.environ.get("RNND") or os.path.join(ROOT, "build", "rnnd")
 
 CREATED = "2026-01-01T00:00:00Z"
 SOURCE = "tests/ref/gen_models.py"
@@ -61,7 +61,7 @@ Net = rnnd_torch.RNNModel
 
 
 def make_config(task, mode, cell, activation, input_size, hidden, layers, output_size,
-                embedding=0, vocab="", labels=None):
+                embedding=0, vocab="", labels=None, bidirectional=False, dropout=0.0):
     c = {
         "task": task, "mode": mode, "cell": cell, "activation": activation,
         "input_size": input_size, "hidden": hidden, "layers": layers,
@@ -69,6 +69,10 @@ def make_config(task, mode, cell, activation, input_size, hidden, layers, output
     }
     if labels is not None:
         c["labels"] = list(labels)
+    if bidirectional:
+        c["bidirectional"] = True
+    if dropout:
+        c["dropout"] = dropout
     return c
 
 
@@ -168,7 +172,9 @@ def predict_one(net, cfg, seq, req, margins):
     obj = {}
     with torch.no_grad():
         y, state = net(as_input(cfg, seq))
-        last = y[-1, 0]
+        # many_to_one: the head over the final state (both directions' when
+        # bidirectional); many_to_many: the last step's output
+        last = net.last(as_input(cfg, seq))[0] if cfg["mode"] == "many_to_one" else y[-1, 0]
         if cfg["task"] == "classify":
             logits = [float(v) for v in last.tolist()]
             best = argmax_first(logits)
@@ -382,6 +388,22 @@ def forward_cases():
         ("gru_classify_onehot", 107,
          C("classify", "many_to_one", "gru", "tanh", 7, 8, 2, 3, embedding=0, vocab="abcdefg"),
          lambda g: {"sequences": [token_seq(g, T, "abcdefg") for T in (10, 18, 30)]}, 1.0),
+        # bidirectional (the *_reverse tensors, head [O, 2H]) with dropout between
+        # the layers, which eval mode leaves out
+        ("gru_bi", 108,
+         C("regression", "many_to_one", "gru", "tanh", 2, 9, 2, 1, bidirectional=True, dropout=0.3),
+         lambda g: {"sequences": [numeric_seq(g, T, 2) for T in (14, 14, 21)],
+                    "return_sequences": True}, 1.0),
+        ("lstm_bi", 109,
+         C("regression", "many_to_many", "lstm", "tanh", 3, 10, 1, 2, bidirectional=True),
+         lambda g: {"sequence": numeric_seq(g, 17, 3), "return_sequences": True}, 1.0),
+        ("lstm_bi_classify_tokens", 110,
+         C("classify", "many_to_one", "lstm", "tanh", 7, 8, 2, 3, embedding=5, vocab="abcdefg",
+           labels=["neg", "neu", "pos"], bidirectional=True, dropout=0.2),
+         lambda g: {"sequences": [token_seq(g, T, "abcdefg") for T in (9, 9, 26)]}, 1.5),
+        ("rnn_bi_relu", 111,
+         C("regression", "many_to_one", "rnn", "relu", 1, 6, 3, 1, bidirectional=True, dropout=0.5),
+         lambda g: {"sequence": numeric_seq(g, 30, 1), "return_sequences": True}, 1.0),
     ]
 
 
@@ -418,6 +440,13 @@ REVERSE = [
       "data": {"text": "the cat sat on the mat. the dog sat on the log. " * 6, "window": 16},
       "epochs": 40, "batch": 4, "init": {"seed": 3}, "optimizer": {"name": "adam", "lr": 0.02}},
      {"text": "the d", "length": 30, "temperature": 0, "seed": 1}),
+    # bidirectional with dropout: PyTorch loads the _reverse tensors strictly
+    ("rnnd_trained_bi",
+     {"task": "regression", "cell": "lstm", "hidden": 8, "layers": 2, "bidirectional": True,
+      "dropout": 0.25, "data": {"generator": "sine", "samples": 40, "window": 12},
+      "epochs": 3, "batch": 8, "init": {"seed": 7}, "optimizer": {"name": "adam", "lr": 0.01}},
+     {"sequences": [[round(math.sin(s + 0.5 * t), 4) for t in range(12)] for s in (3, 20)],
+      "return_sequences": True}),
     ("rnnd_trained_onehot",
      {"task": "charlm", "cell": "gru", "hidden": 16, "layers": 1, "embedding": 0,
       "data": {"text": "the cat sat on the mat. the dog sat on the log. " * 6, "window": 16},
