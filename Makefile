@@ -33,6 +33,13 @@ CPPFLAGS := -D_DEFAULT_SOURCE -D_GNU_SOURCE -Iinclude -Isrc/engine $(if $(ISA),-
 ALL_CFLAGS = $(WARN) $(CFLAGS) $(SANFLAGS) $(CPPFLAGS) $(PKG_CFLAGS)
 LDLIBS    = $(PKG_LIBS) -ldnnl -lgomp -lm -lpthread
 
+# Open MPI for `mpirun rnnd train` (src/cli/dist.c), when its mpicc is
+# installed (libopenmpi-dev); MPI=0 builds without it. Asked lazily, as
+# pkg-config is.
+MPI      ?= $(if $(shell command -v mpicc 2>/dev/null),1,0)
+MPI_CFLAGS = $(if $(filter 1,$(MPI)),-DRNND_MPI $(shell mpicc --showme:compile 2>/dev/null))
+MPI_LIBS   = $(if $(filter 1,$(MPI)),$(shell mpicc --showme:link 2>/dev/null))
+
 ENGINE_SRC := $(wildcard src/engine/*.c)
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
 CLI_SRC    := $(wildcard src/cli/*.c src/daemon/*.c)
@@ -122,8 +129,23 @@ $(BUILD)/gen/admin_page.c: src/daemon/admin_page.html scripts/embed.sh
 $(BUILD)/gen/admin_page.o: $(BUILD)/gen/admin_page.c
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
+# dist.o follows the setting (Open MPI installed since the last build, or
+# MPI=0): a stamp per value, made anew when the value changes
+$(BUILD)/mpi-$(MPI).stamp:
+	@mkdir -p $(dir $@) && rm -f $(BUILD)/mpi-*.stamp && touch $@
+$(BUILD)/src/cli/dist.o: src/cli/dist.c $(BUILD)/mpi-$(MPI).stamp
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(MPI_CFLAGS) -MMD -MP -c $< -o $@
+
 $(RNND): $(CLI_OBJ) $(LIBRNN)
-	$(CC) $(ALL_CFLAGS) -o $@ $(CLI_OBJ) $(LIBRNN) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) -o $@ $(CLI_OBJ) $(LIBRNN) $(LDLIBS) $(MPI_LIBS)
+
+# The same binary as built where Open MPI is not installed, for the test
+# that it refuses to run under mpirun.
+$(BUILD)/src/cli/dist-nompi.o: src/cli/dist.c
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+$(BUILD)/rnnd-nompi: $(filter-out %/dist.o,$(CLI_OBJ)) $(BUILD)/src/cli/dist-nompi.o $(LIBRNN)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/unit/%.o: tests/unit/%.c
 	@mkdir -p $(dir $@)
@@ -135,8 +157,8 @@ $(UNIT_BIN): $(UNIT_OBJ) $(LIBRNN)
 # The PyTorch references and gradient checks once more on the oneDNN kernel;
 # then the references as on a CPU without AVX-512: the own kernel built for
 # AVX2 only (ISA=avx2) and the oneDNN kernel, each with oneDNN capped at AVX2.
-unit: $(UNIT_BIN) $(RNND)
-	RNND_BIN=$(RNND) $(UNIT_BIN)
+unit: $(UNIT_BIN) $(RNND) $(BUILD)/rnnd-nompi
+	RNND_BIN=$(RNND) RNND_NOMPI_BIN=$(BUILD)/rnnd-nompi $(UNIT_BIN)
 	RNN_KERNEL=onednn CK_RUN_SUITE=pytorch_ref $(UNIT_BIN)
 	RNN_KERNEL=onednn CK_RUN_SUITE=gradcheck $(UNIT_BIN)
 	@$(MAKE) --no-print-directory ISA=avx2 BUILD=$(BUILD)-avx2 $(BUILD)-avx2/test_unit
@@ -223,6 +245,7 @@ bench: deps
 	@mkdir -p build/bench
 	python3 bench/run.py $(BENCH_BIN) $(BENCH_DNNL) $(RNND) $(BENCH_ARGS) | tee build/bench/engine.md
 	sh bench/bench_http.sh $(RNND)
+	python3 bench/mpi.py $(RNND) 5 | tee build/bench/mpi.md
 
 clean:
 	rm -rf build build-*

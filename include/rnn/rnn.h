@@ -474,6 +474,15 @@ typedef struct rnn_train_cfg {
     /* called at every epoch end and when progress asks for a checkpoint */
     rnn_checkpoint_fn checkpoint;
     const rnn_train_state *resume;  /* continue from here, or NULL */
+    /* Data parallelism over processes (rnnd train under mpirun): this
+     * process is rank `rank` of `ranks` (ranks <= 1: alone). Each step it
+     * trains on its share of the global batch, as a thread of a team would,
+     * and allreduce sums nf floats and nd doubles in place over the ranks,
+     * every rank getting the same sums (0 on success); so every rank takes
+     * the same optimizer step. All ranks must run the same job. */
+    int rank, ranks;
+    int (*allreduce)(void *ud, float *f, size_t nf, double *d, int nd);
+    void *allreduce_ud;
 } rnn_train_cfg;
 
 typedef struct rnn_train_result {

@@ -17,6 +17,27 @@ int cmd_serve(int argc, char **argv);
 int cmd_probe(int argc, char **argv);
 int cmd_keys(int argc, char **argv);
 
+/* rnnd train over MPI (dist.c): this process's rank among those a launcher
+ * started, and the gradient sums of rnn_train_cfg.allreduce. */
+typedef struct dist {
+    int rank, ranks;        /* 0 of 1 when no launcher started the process */
+    int active;             /* MPI is initialised */
+    double reduce_seconds;  /* spent in the sums */
+    long reduces;
+    float *tmp;             /* a slice received in a ring sum */
+    size_t tmp_n;
+} dist;
+/* Joins the launcher's processes, if one started this one; -1 (printed) if
+ * this build has no MPI or MPI fails. */
+int dist_init(dist *d, int *argc, char ***argv);
+/* rnn_train_cfg.allreduce: sums f and x over the ranks, in place. */
+int dist_allreduce(void *ud, float *f, size_t nf, double *x, int nd);
+/* Is flag set on any rank? (every rank must ask, at the same point) */
+int dist_any(dist *d, int flag);
+/* Leaves MPI: finalizes after success or a suspend; after a failure,
+ * aborts every rank, which may be waiting for this one. */
+void dist_end(dist *d, int rc);
+
 /* Reads a whole file ("-" is stdin) into a NUL-terminated buffer, at most
  * max bytes; NULL with errno set on failure (EFBIG when too large). */
 char *read_file(const char *path, size_t max, size_t *len);

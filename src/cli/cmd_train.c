@@ -2,7 +2,8 @@
  * progress line per epoch on a terminal and a JSON summary on stdout. With
  * --checkpoint it writes the run's state at every epoch end, every
  * --checkpoint-s seconds and when interrupted; --resume continues from such
- * a file to the same bits an uninterrupted run would have reached. */
+ * a file to the same bits an uninterrupted run would have reached. Under
+ * mpirun the ranks share each batch (dist.c); rank 0 reports and saves. */
 #include "cli.h"
 #include "rnn/io.h"
 #include "rnn/job.h"
@@ -40,13 +41,14 @@ typedef struct progress {
     double every, last;         /* checkpoint period and the last one (elapsed s) */
     double now;
     int failed;                 /* a checkpoint could not be written */
+    dist *dist;                 /* the ranks; only rank 0 writes */
 } progress;
 
 static void write_checkpoint(void *ud, const rnn_train_state *st)
 {
     progress *pr = ud;
     rnn_err err;
-    if (!pr->checkpoint)
+    if (!pr->checkpoint || pr->dist->rank != 0)
         return;
     pr->last = pr->now;
     if (rnn_train_state_save(pr->checkpoint, st, &err)) {
@@ -60,6 +62,8 @@ static int on_progress(void *ud, const rnn_progress *p)
     progress *pr = ud;
     pr->now = p->elapsed;
     poll_signals();
+    /* every rank stops after the same step, or the others would wait */
+    interrupted = dist_any(pr->dist, interrupted);
     if (p->epoch_end && pr->tty) {
         double rate = p->elapsed > 0 ? (double)pr->seqs_per_epoch * p->epoch / p->elapsed : 0;
         double eta = p->epoch > 0 ? p->elapsed / p->epoch * (p->epochs - p->epoch) : 0;
@@ -100,7 +104,11 @@ static void usage(FILE *f)
           "state, data order) at every epoch end, every S seconds (default 30) and on SIGINT or\n"
           "SIGTERM, which then stop the run with exit status 75. --resume FILE continues such a\n"
           "run: give the same job, --init and --threads, and the model written is bitwise the\n"
-          "one an uninterrupted run writes. The checkpoint is removed once the model is saved.\n",
+          "one an uninterrupted run writes. The checkpoint is removed once the model is saved.\n"
+          "\n"
+          "Under mpirun (mpirun -np N rnnd train ...) the N processes share each batch and sum\n"
+          "their gradients every step; rank 0 alone prints, checkpoints and saves\n"
+          "(docs/engine.md, \"Processes\").\n",
           f);
 }
 
@@ -155,6 +163,23 @@ int cmd_train(int argc, char **argv)
         usage(stderr);
         return EXIT_USAGE;
     }
+    /* blocked before MPI starts threads of its own, which would otherwise
+     * take the signal and die of it */
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    dist ranks;
+    if (dist_init(&ranks, &argc, &argv))
+        return EXIT_FAIL;
+    if (ranks.rank > 0) {
+        /* rank 0 speaks for all: the others' output would repeat it */
+        quiet = 1;
+        if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) {
+            dist_end(&ranks, EXIT_FAIL);
+            return EXIT_FAIL;
+        }
+    }
     size_t len;
     const size_t max_job = 64u << 20;
     char *text = read_file(jobf, max_job, &len);
@@ -164,6 +189,7 @@ int cmd_train(int argc, char **argv)
                     jobf, max_job >> 20);
         else
             fprintf(stderr, "rnnd train: %s: %s\n", jobf, strerror(errno));
+        dist_end(&ranks, EXIT_USAGE);
         return EXIT_USAGE;
     }
     rnn_job job;
@@ -249,16 +275,16 @@ int cmd_train(int argc, char **argv)
     }
 
     progress pr = {.tty = !quiet && isatty(STDERR_FILENO), .seqs_per_epoch = d.n,
-                   .checkpoint = ckpt, .every = every};
+                   .checkpoint = ckpt, .every = every, .dist = &ranks};
     job.train.progress = on_progress;
     job.train.checkpoint = write_checkpoint;
     job.train.resume = resume ? &from : NULL;
     job.train.threads = threads;
     job.train.progress_ud = &pr;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    job.train.rank = ranks.rank;
+    job.train.ranks = ranks.ranks;
+    job.train.allreduce = ranks.ranks > 1 ? dist_allreduce : NULL;
+    job.train.allreduce_ud = &ranks;
     int tr = rnn_train(&m, &d, &job.train, &res, &err);
     if (tr < 0) {
         fprintf(stderr, "rnnd train: %s; %s not written\n", err.msg, out);
@@ -279,6 +305,10 @@ int cmd_train(int argc, char **argv)
     if (res.stopped_early)
         fprintf(stderr, "rnnd train: early stopping after epoch %d: no improvement since epoch %d, "
                         "whose weights are saved\n", res.epochs_done, res.best_epoch);
+    if (ranks.rank > 0) {
+        rc = EXIT_OK; /* rank 0 saves the weights every rank holds */
+        goto out;
+    }
     meta.created[0] = 0;
     meta.epochs += res.epochs_done;
     meta.final_loss = res.final_loss;
@@ -306,6 +336,10 @@ int cmd_train(int argc, char **argv)
         cJSON_AddNullToObject(s, "final_val_loss");
     cJSON_AddNumberToObject(s, "seconds", res.seconds);
     cJSON_AddNumberToObject(s, "threads", res.threads);
+    if (ranks.ranks > 1) {
+        cJSON_AddNumberToObject(s, "ranks", ranks.ranks);
+        cJSON_AddNumberToObject(s, "allreduce_seconds", ranks.reduce_seconds);
+    }
     if (res.accuracy && res.epochs_done > 0) {
         cJSON *acc = cJSON_AddArrayToObject(s, "accuracy"), *vacc = cJSON_AddArrayToObject(s, "val_accuracy");
         for (int i = 0; i < res.epochs_done; i++) {
@@ -336,5 +370,6 @@ out:
     rnn_meta_free(&meta);
     rnn_meta_free(&basemeta);
     free(text);
+    dist_end(&ranks, rc);
     return rc;
 }

@@ -51,6 +51,8 @@ uint64_t rnn_train_fingerprint(const rnn_dataset *d, const rnn_train_cfg *c, int
     h = fnv(h, &c->seed, sizeof c->seed);
     if (c->dropout > 0) /* so checkpoints of runs without it keep their fingerprint */
         h = fnv(h, &c->dropout, sizeof c->dropout);
+    if (c->ranks > 1) /* the same: a process's checkpoint fits one process */
+        h = fnv(h, &c->ranks, sizeof c->ranks);
     h = fnv(h, d->len, (size_t)d->n * sizeof *d->len);
     if (d->x) h = fnv(h, d->x, steps * (size_t)d->X * sizeof *d->x);
     if (d->tok) h = fnv(h, d->tok, steps * sizeof *d->tok);

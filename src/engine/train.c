@@ -196,6 +196,41 @@ int rnn_train_fits(const rnn_config *c, const rnn_train_cfg *t, rnn_err *err)
     return 0;
 }
 
+/* Ranks a step is split over: cfg->ranks with a way to sum, else 1. */
+static int ranks_of(const rnn_train_cfg *cfg) { return cfg->ranks > 1 && cfg->allreduce ? cfg->ranks : 1; }
+
+/* One step of the global batch idx (n sequences) into grads, its mean loss
+ * returned (NaN if any rank's is not finite). Over R ranks, rank r runs its
+ * share n_r through the team (the first n % R ranks take one more, as the
+ * team splits among threads), and the ranks sum
+ *
+ *     grad = sum_r (n_r / n) grad_r,   loss = sum_r (n_r / n) loss_r
+ *
+ * the mean over the whole batch, so R ranks of one thread give what one
+ * process of R threads gives. */
+static double global_step(rnn_team *team, const rnn_train_cfg *cfg, const int *idx, int n,
+                          uint64_t drop_seed, float *grads, size_t np)
+{
+    const int R = ranks_of(cfg), r = cfg->rank;
+    if (R == 1)
+        return rnn_team_step(team, idx, n, cfg->bptt, cfg->dropout, drop_seed);
+    const int base = n / R, extra = n % R;
+    const int off = r * base + (r < extra ? r : extra), mine = base + (r < extra);
+    double loss = 0;
+    if (mine > 0)
+        loss = rnn_team_step(team, idx + off, mine, cfg->bptt, cfg->dropout, drop_seed);
+    else
+        memset(grads, 0, np * sizeof(float));
+    const float w = (float)mine / (float)n;
+    for (size_t j = 0; j < np; j++)
+        grads[j] *= w;
+    /* the weighted loss, and how many ranks had a non-finite one */
+    double s[2] = {isfinite(loss) ? loss * mine / n : 0, isfinite(loss) ? 0 : 1};
+    if (cfg->allreduce(cfg->allreduce_ud, grads, np, s, 2))
+        return NAN;
+    return s[1] > 0 ? NAN : s[0];
+}
+
 int rnn_train(rnn_model *m, const rnn_dataset *d, const rnn_train_cfg *cfg,
               rnn_train_result *res, rnn_err *err)
 {
@@ -255,8 +290,10 @@ int rnn_train(rnn_model *m, const rnn_dataset *d, const rnn_train_cfg *cfg,
     const int *val = all + ntrain;
     const int maxT = max_len(d, all, ntrain);
     const int B = cfg->batch < ntrain ? cfg->batch : ntrain;
-    res->threads = rnn_train_threads(&m->cfg, cfg->threads, maxT, B);
-    team = rnn_team_new(m, d, res->threads, maxT, B, err);
+    /* this rank's share of a batch: at most ceil(B / ranks) */
+    const int myB = (B + ranks_of(cfg) - 1) / ranks_of(cfg);
+    res->threads = rnn_train_threads(&m->cfg, cfg->threads, maxT, myB);
+    team = rnn_team_new(m, d, res->threads, maxT, myB, err);
     if (!team)
         goto out;
     float *grads = rnn_team_grads(team);
@@ -321,8 +358,8 @@ int rnn_train(rnn_model *m, const rnn_dataset *d, const rnn_train_cfg *cfg,
             const int k = border[kk];
             /* every step's dropout masks from its own seed: the same on a resume */
             const uint64_t drop_seed = cfg->seed ^ (0xd50b0a7ULL * (uint64_t)(pr.step + 1));
-            const double loss = rnn_team_step(team, order + start[k], count[k], cfg->bptt,
-                                              cfg->dropout, drop_seed);
+            const double loss = global_step(team, cfg, order + start[k], count[k], drop_seed,
+                                            grads, m->nparams);
             if (!isfinite(loss)) {
                 rnn_fail(err, "training diverged: loss is %s at epoch %d, step %ld",
                          isnan(loss) ? "NaN" : "infinite", ep, pr.step + 1);

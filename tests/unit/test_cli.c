@@ -412,6 +412,137 @@ START_TEST(test_sgd_step_matches_pytorch)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ MPI */
+
+/* `mpirun -np 2 rnnd train` as a user runs it (as root here, two ranks on
+ * the machine's cores; leak checks off, as Open MPI keeps its allocations to
+ * the end). run() puts "$RNND" first, so these follow a harmless --version. */
+#define MPIRUN "--version > /dev/null; ASAN_OPTIONS=detect_leaks=0 mpirun --allow-run-as-root " \
+               "--oversubscribe -np 2 \"$RNND\" "
+
+/* The worst relative difference over the tensors of two model files. */
+static double weights_relerr(const char *a, const char *b)
+{
+    rnn_model x, y;
+    load_params(a, &x);
+    load_params(b, &y);
+    ck_assert_int_eq(x.nparams, y.nparams);
+    double worst = 0;
+    for (int i = 0; i < x.ntensors; i++) {
+        const rnn_tensor *t = &x.tensors[i];
+        worst = fmax(worst, ref_relerr(x.params + t->offset, y.params + t->offset, t->size));
+    }
+    rnn_model_free(&x);
+    rnn_model_free(&y);
+    return worst;
+}
+
+static int have_mpirun(void)
+{
+    if (getenv("RNND_SKIP_MPI")) {
+        printf("  mpi: SKIPPED (RNND_SKIP_MPI is set)\n");
+        return 0;
+    }
+    ck_assert_msg(system("command -v mpirun > /dev/null 2>&1") == 0,
+                  "mpirun is not installed: apt-get install openmpi-bin libopenmpi-dev (make test "
+                  "does; RNND_SKIP_MPI=1 skips these tests)");
+    return 1;
+}
+
+/* Two ranks share each batch: the weights are those of one process that
+ * splits its batches over two threads (the same split, summed in the same
+ * order) and, to 1e-5, those of one thread; rank 0 alone reports. */
+START_TEST(test_mpi_matches_one_process)
+{
+    if (!have_mpirun())
+        return;
+    put("job.json", "{\"cell\": \"lstm\", \"hidden\": 96, \"layers\": 2, \"dropout\": 0.2, \"epochs\": 2,"
+                    " \"batch\": 32, \"validation\": 0.2, \"data\": {\"generator\": \"sine\", \"samples\": 256,"
+                    " \"window\": 24}, \"optimizer\": {\"name\": \"sgd\", \"lr\": 0.1, \"momentum\": 0.9}}");
+    ck_assert_int_eq(run("train --job job.json --out one.safetensors --threads 1 --quiet"), 0);
+    ck_assert_int_eq(run("train --job job.json --out two.safetensors --threads 2 --quiet"), 0);
+    ck_assert_msg(run(MPIRUN "train --job job.json --out mpi.safetensors --threads 1 --quiet") == 0,
+                  "%s", slurp("err.txt"));
+    char *out = slurp("out.txt");
+    cJSON *o = cJSON_Parse(out);
+    ck_assert_msg(o, "not one JSON summary (did every rank print?): %s", out);
+    ck_assert_int_eq((int)cJSON_GetObjectItem(o, "ranks")->valuedouble, 2);
+    const double reduce = cJSON_GetObjectItem(o, "allreduce_seconds")->valuedouble;
+    cJSON_Delete(o);
+    free(out);
+    const double e2 = weights_relerr("two.safetensors", "mpi.safetensors");
+    const double e1 = weights_relerr("one.safetensors", "mpi.safetensors");
+    printf("  mpi: 2 ranks vs 1 process of 2 threads: rel %.2e; of 1 thread: rel %.2e (allreduce %.3f s)\n",
+           e2, e1, reduce);
+    ck_assert_msg(e2 == 0, "2 ranks differ from 2 threads: %.3e", e2);
+    ck_assert_msg(e1 <= 1e-5, "2 ranks differ from one process: %.3e", e1);
+}
+END_TEST
+
+/* SIGTERM to mpirun stops every rank after the same step with rank 0's
+ * checkpoint; resumed under mpirun, the weights are bitwise those of an
+ * uninterrupted run. */
+START_TEST(test_mpi_checkpoint_resume)
+{
+    if (!have_mpirun())
+        return;
+    /* long enough (about 5 s) that the stop lands mid-run: mpirun passes
+     * SIGTERM on about a second after it gets it */
+    put("job.json", "{\"cell\": \"gru\", \"hidden\": 128, \"epochs\": 40, \"batch\": 16,"
+                    " \"data\": {\"generator\": \"sine\", \"samples\": 2048, \"window\": 40},"
+                    " \"optimizer\": {\"name\": \"adam\"}}");
+    ck_assert_msg(run(MPIRUN "train --job job.json --out whole.safetensors --threads 1 --quiet") == 0,
+                  "%s", slurp("err.txt"));
+    ck_assert_int_ne(run(MPIRUN "train --job job.json --out part.safetensors --threads 1 --quiet"
+                         " --checkpoint c.bin --checkpoint-s 0.05 & P=$!;"
+                         " while [ ! -f c.bin ]; do sleep 0.01; done; kill -TERM $P; wait $P"), 0);
+    char *e = slurp("err.txt");
+    ck_assert_msg(strstr(e, "--resume c.bin"), "%s", e);
+    free(e);
+    char p[256];
+    snprintf(p, sizeof p, "%s/part.safetensors", dir);
+    ck_assert_msg(access(p, F_OK) != 0, "a suspended run wrote its model");
+    ck_assert_msg(run(MPIRUN "train --job job.json --out part.safetensors --threads 1 --quiet"
+                      " --resume c.bin --checkpoint c.bin") == 0, "%s", slurp("err.txt"));
+    const double d = weights_relerr("whole.safetensors", "part.safetensors");
+    ck_assert_msg(d == 0, "resumed under mpirun, the weights differ: rel %.3e", d);
+    /* a checkpoint of one process does not fit two ranks */
+    ck_assert_int_eq(run("train --job job.json --out x.safetensors --quiet --threads 1 --checkpoint c.bin"
+                         " --checkpoint-s 0.05 & P=$!; while [ ! -f c.bin ]; do sleep 0.01; done;"
+                         " kill -TERM $P; wait $P"), 75);
+    ck_assert_int_ne(run(MPIRUN "train --job job.json --out x.safetensors --quiet --threads 1"
+                         " --resume c.bin"), 0);
+}
+END_TEST
+
+/* A build without MPI (RNND_NOMPI_BIN, make's rnnd-nompi) refuses to run
+ * under mpirun instead of training two copies alone. */
+START_TEST(test_mpi_refused_without_mpi)
+{
+    const char *bin = getenv("RNND_NOMPI_BIN");
+    if (!have_mpirun() || !bin || !*bin) {
+        if (!bin || !*bin)
+            printf("  mpi: no RNND_NOMPI_BIN (make unit sets it): the build without MPI is not checked\n");
+        return;
+    }
+    char cwd[512];
+    ck_assert(getcwd(cwd, sizeof cwd));
+    put("job.json", "{\"hidden\": 4, \"epochs\": 1, \"data\": {\"generator\": \"sine\", \"samples\": 16, \"window\": 5}}");
+    ck_assert_int_ne(run("--version > /dev/null; mpirun --allow-run-as-root --oversubscribe -np 2 '%s%s%s'"
+                         " train --job job.json --out x.safetensors 2>&1", bin[0] == '/' ? "" : cwd,
+                         bin[0] == '/' ? "" : "/", bin), 0);
+    char *o = slurp("out.txt");
+    ck_assert_msg(strstr(o, "built without MPI"), "%s", o);
+    free(o);
+    char p[256];
+    snprintf(p, sizeof p, "%s/x.safetensors", dir);
+    ck_assert_msg(access(p, F_OK) != 0, "a refused run wrote a model");
+    /* without a launcher that build trains as usual */
+    ck_assert_int_eq(run("--version > /dev/null; '%s%s%s' train --job job.json --out x.safetensors --quiet",
+                         bin[0] == '/' ? "" : cwd, bin[0] == '/' ? "" : "/", bin), 0);
+}
+END_TEST
+
 static int cmp_names(const void *a, const void *b) { return strcmp(a, b); }
 
 Suite *cli_suite(void)
@@ -440,6 +571,9 @@ Suite *cli_suite(void)
     tcase_add_test(tc, test_charlm_generate);
     tcase_add_loop_test(tc, test_pytorch_models_predict, 0, ncases > 0 ? ncases : 1);
     tcase_add_test(tc, test_sgd_step_matches_pytorch);
+    tcase_add_test(tc, test_mpi_matches_one_process);
+    tcase_add_test(tc, test_mpi_checkpoint_resume);
+    tcase_add_test(tc, test_mpi_refused_without_mpi);
     suite_add_tcase(s, tc);
     return s;
 }
