@@ -56,7 +56,7 @@ BENCH_BIN  := $(BUILD)/bench_engine
 BENCH_DNNL := $(BUILD)/bench_dnnl
 INTEG_BIN  := $(BUILD)/test_integration
 
-.PHONY: valgrind docs all run demo install uninstall test unit integration ops-check fuzz fuzz-replay bench deps deps-test clean help
+.PHONY: valgrind docs all run demo cluster-demo install uninstall test unit integration ops-check fuzz fuzz-replay bench deps deps-test clean help
 .DEFAULT_GOAL := all
 
 all: deps
@@ -65,6 +65,7 @@ all: deps
 help:
 	@echo "make            build build/rnnd and build/librnn.a"
 	@echo "make run        build, make the demo models in models/, serve on 127.0.0.1:8080"
+	@echo "make cluster-demo  two replicas sharing one model_dir: a job on one, served by the other"
 	@echo "make test       install missing packages, build, run every test"
 	@echo "make install    PREFIX=/usr/local DESTDIR=: binary, /etc/rnnd/rnnd.conf, systemd unit, demo models"
 	@echo "make bench      engine vs PyTorch and bare oneDNN, HTTP vs Flask (not a test)"
@@ -83,6 +84,10 @@ DEMO_DIR := $(BUILD)/demo-models
 
 demo: all
 	@sh scripts/demo-models.sh $(RNND) $(DEMO_DIR)
+
+# Two replicas sharing one model_dir: a job on one, served by the other.
+cluster-demo: demo
+	@sh scripts/cluster-demo.sh $(RNND) $(DEMO_DIR)
 
 run: all
 	@sh scripts/demo-models.sh $(RNND) models

@@ -58,10 +58,20 @@ int rnn_meta_append(rnn_meta *meta, const double *loss, const double *val_loss, 
 char *rnn_config_json(const rnn_config *cfg, const rnn_meta *meta);
 
 int rnn_model_save(const char *path, const rnn_model *m, const rnn_meta *meta, rnn_err *err);
+/* The same, but only if path does not exist yet: 1 if it does (nothing
+ * written), as when two processes claim one name at once. */
+int rnn_model_save_new(const char *path, const rnn_model *m, const rnn_meta *meta, rnn_err *err);
 /* Replaces path with the concatenated parts, crash-safe: a temp file beside
  * it, fsync, rename, fsync of the folder. 0, or -1 naming the failure. */
 typedef struct rnn_span { const void *p; size_t n; } rnn_span;
 int rnn_file_replace(const char *path, const rnn_span *parts, int nparts, rnn_err *err);
+/* The same, made whole at path only if no file is there (link, not rename):
+ * 0 created, 1 path exists (nothing changed), -1 a failure named in err. */
+int rnn_file_create(const char *path, const rnn_span *parts, int nparts, rnn_err *err);
+/* rnn_file_replace that also gives the new file's mtime (ns) and inode, as
+ * stat(path) gives them until the next replace: id = {mtime_ns, ino}. */
+int rnn_file_replace_id(const char *path, const rnn_span *parts, int nparts, unsigned long long id[2],
+                        rnn_err *err);
 /* A whole regular file of at most max bytes, NUL-terminated (caller frees),
  * or NULL with err naming the failure. */
 unsigned char *rnn_file_read(const char *path, size_t max, size_t *len, rnn_err *err);

@@ -25,6 +25,7 @@ typedef struct rnnd_config {
     char data_dir[1024];
     char state_dir[1024];       /* "": model_dir/.rnnd */
     int keep_versions;          /* kept per model; 0: all */
+    int watch_s;                /* model_dir checked for other replicas' versions; 0: never */
     int checkpoint_s;           /* seconds between a running job's checkpoints */
     int http_threads;
     int train_workers;
@@ -87,7 +88,7 @@ typedef struct served_model {
     rnn_meta meta;
     atomic_int refs;
     char loaded_at[40];
-    long long file_mtime_ns;    /* of the file it came from, 0 if none */
+    long long file_stamp;       /* of the file it came from (file_stamp), 0 if none */
 } served_model;
 
 typedef struct registry registry;
@@ -118,12 +119,33 @@ void registry_forget(registry *r, const char *name, const long *versions, int n)
 /* Rollback: serves kept version `version` of name (and makes it the file in
  * model_dir); -1 with err naming what was wrong. */
 int registry_serve(registry *r, const char *name, long version, const char *model_dir, rnn_err *err);
-/* A file's modification time in ns, -1 if it cannot be read: how a reload
- * tells a changed file from one it has loaded (or a job has saved). */
-long long file_mtime_ns(const char *path);
+/* A file's modification time (ns) and inode in one number, -1 if it cannot
+ * be read: how a reload tells a changed file from one it has loaded (or a
+ * job has saved). A file renamed in gets another stamp even when written
+ * within the same clock tick as the one it replaced. */
+long long file_stamp(const char *path);
+long long file_stamp_of(unsigned long long mtime_ns, unsigned long long ino);
 /* Loads every NAME.safetensors in dir; files that fail are logged and the
  * model they would replace stays. Returns the count loaded. */
 int registry_load_dir(registry *r, const char *dir);
+/* The same for the watcher (watch.c): files changed less than settle_s ago
+ * are left for a later scan (counted in *fresh), as are those that failed
+ * to load and have not changed since. */
+int registry_scan(registry *r, const char *dir, double settle_s, int *fresh);
+
+/* ------------------------------------------------------------------ watch */
+
+/* model_dir watched for the versions other replicas publish (watch.c):
+ * NULL when watch_s is 0. */
+typedef struct watcher watcher;
+watcher *watch_start(const char *model_dir, int watch_s);
+void watch_free(watcher *w);
+/* Is a scan due (a change seen, or watch_s since the last)? */
+int watch_due(watcher *w, double now);
+/* After a scan that left `fresh` files for later. */
+void watch_scanned(watcher *w, double now, int fresh);
+/* How long a changed file must hold still before a scan loads it. */
+double watch_settle_s(void);
 /* Snapshot of all models (references); caller releases each and frees the array. */
 int registry_list(registry *r, served_model ***out);
 
@@ -139,12 +161,16 @@ void versions_path(const char *name, long v, char *buf, size_t n);
 int versions_list(const char *name, long **out);
 /* The highest kept, 0 if none. */
 long versions_max(const char *name);
-/* Saves m as kept version v of name (atomically). */
-int versions_keep(const char *name, long v, const rnn_model *m, const rnn_meta *meta, rnn_err *err);
+/* Saves m as a kept version of name, whole or not at all: v, or the next
+ * number no other process has taken (replicas share state_dir), written
+ * into meta->version. Returns the version, or 0 with err set. */
+long versions_keep(const char *name, long v, const rnn_model *m, rnn_meta *meta, rnn_err *err);
 /* Is the file at path the same bytes as kept version v? */
 int versions_same(const char *name, long v, const char *path);
-/* Makes model_dir/NAME.safetensors a copy of kept version v (atomically). */
-int versions_serve_file(const char *name, long v, const char *model_dir, rnn_err *err);
+/* Makes model_dir/NAME.safetensors a copy of kept version v (atomically);
+ * stamp (may be NULL) gets the file_stamp of the file it wrote, which a
+ * replica replacing it at once cannot change. */
+int versions_serve_file(const char *name, long v, const char *model_dir, long long *stamp, rnn_err *err);
 /* Deletes all but the newest keep versions (keep 0: none), never served;
  * the numbers deleted go into gone. Returns how many. */
 int versions_prune(const char *name, int keep, long served, long *gone, int max_gone);

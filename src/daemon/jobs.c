@@ -196,17 +196,18 @@ static void on_checkpoint(void *ud, const rnn_train_state *st)
 
 /* A job's weights become the next version: kept first (a crash after that
  * finds them: the job is done), then the file in model_dir, then served;
- * versions past keep_versions go. One job publishes at a time, so a number
- * is in one file only. Returns the version, or 0 with err set. */
+ * versions past keep_versions go. One job of this daemon publishes at a
+ * time, and versions_keep creates the kept file only where none is, so a
+ * number is in one file only, even with replicas publishing into the same
+ * state_dir. Returns the version, or 0 with err set. */
 static long publish(job_pool *pool, const char *name, rnn_model *m, rnn_meta *meta, rnn_err *err)
 {
-    char path[2200];
-    snprintf(path, sizeof path, "%s/%s.safetensors", pool->cfg->model_dir, name);
     registry_publish_lock(pool->reg);
-    long v = meta->version = registry_next_version(pool->reg, name);
-    if (versions_keep(name, v, m, meta, err) || versions_serve_file(name, v, pool->cfg->model_dir, err)) {
+    long v = versions_keep(name, registry_next_version(pool->reg, name), m, meta, err);
+    long long stamp;
+    if (v <= 0 || versions_serve_file(name, v, pool->cfg->model_dir, &stamp, err)) {
         v = 0;
-    } else if ((v = registry_put(pool->reg, name, m, meta, file_mtime_ns(path), v)) <= 0) {
+    } else if ((v = registry_put(pool->reg, name, m, meta, stamp, v)) <= 0) {
         snprintf(err->msg, sizeof err->msg, "could not publish the model");
         v = 0;
     }

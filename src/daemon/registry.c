@@ -22,6 +22,7 @@
 
 #define MAX_MODELS 1024
 #define KEPT_CACHE 8
+#define FAILED_MAX 64
 
 struct registry {
     pthread_mutex_t lock;
@@ -30,7 +31,29 @@ struct registry {
     served_model *slot[MAX_MODELS];
     served_model *kept[KEPT_CACHE];     /* versions not served, loaded on request */
     unsigned long used[KEPT_CACHE], clock;
+    /* files that did not load, by name and mtime: a watcher's scan leaves
+     * them until they change (a copy still being written, a broken file) */
+    struct { char name[65]; long long mtime_ns; } failed[FAILED_MAX];
+    int nfailed;
 };
+
+/* Did name fail to load at this mtime? With remember, note that it did. */
+static int failed_before(registry *r, const char *name, long long mt, int remember)
+{
+    for (int i = 0; i < r->nfailed; i++)
+        if (!strcmp(r->failed[i].name, name)) {
+            const int same = r->failed[i].mtime_ns == mt;
+            if (remember)
+                r->failed[i].mtime_ns = mt;
+            return same;
+        }
+    if (remember) {
+        const int i = r->nfailed < FAILED_MAX ? r->nfailed++ : (int)(mt % FAILED_MAX);
+        snprintf(r->failed[i].name, sizeof r->failed[i].name, "%s", name);
+        r->failed[i].mtime_ns = mt;
+    }
+    return 0;
+}
 
 registry *registry_new(void)
 {
@@ -119,7 +142,7 @@ static served_model *wrap(const char *name, rnn_model *m, rnn_meta *meta, long l
     s->meta = *meta;
     memset(m, 0, sizeof *m);
     rnn_meta_init(meta);
-    s->file_mtime_ns = mtime_ns;
+    s->file_stamp = mtime_ns;
     atomic_init(&s->refs, 1);
     time_t now = time(NULL);
     struct tm tm;
@@ -233,7 +256,23 @@ int registry_list(registry *r, served_model ***out)
     return a ? n : 0;
 }
 
-long long file_mtime_ns(const char *path)
+long long file_stamp_of(unsigned long long mtime_ns, unsigned long long ino)
+{
+    /* mixed, not added: two files differ in one or the other */
+    return (long long)((mtime_ns ^ (ino * 0x9e3779b97f4a7c15ULL)) & 0x7fffffffffffffffULL);
+}
+
+long long file_stamp(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st))
+        return -1;
+    return file_stamp_of((unsigned long long)st.st_mtim.tv_sec * 1000000000ULL + (unsigned long long)st.st_mtim.tv_nsec,
+                         (unsigned long long)st.st_ino);
+}
+
+/* The modification time of path in ns, -1 if it cannot be read. */
+static long long mtime_ns_of(const char *path)
 {
     struct stat st;
     if (stat(path, &st))
@@ -241,8 +280,15 @@ long long file_mtime_ns(const char *path)
     return (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
 }
 
-int registry_load_dir(registry *r, const char *dir)
+int registry_load_dir(registry *r, const char *dir) { return registry_scan(r, dir, 0, NULL); }
+
+int registry_scan(registry *r, const char *dir, double settle_s, int *fresh)
 {
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    const long long now_ns = (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
+    if (fresh)
+        *fresh = 0;
     DIR *d = opendir(dir);
     if (!d) {
         rnnd_log(LOG_WARN, "model_dir %s: cannot open it; no models loaded", dir);
@@ -268,19 +314,28 @@ int registry_load_dir(registry *r, const char *dir)
             continue;
         }
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        long long mt = file_mtime_ns(path);
+        long long mt = file_stamp(path), age = now_ns - mtime_ns_of(path);
         if (mt < 0)
             continue;
         served_model *cur = registry_get(r, name);
-        int same = cur && cur->file_mtime_ns == mt;
+        int same = cur && cur->file_stamp == mt;
         served_release(cur);
         if (same)
             continue;
+        const int young = age < (long long)(settle_s * 1e9);
+        if (settle_s > 0 && (young || failed_before(r, name, mt, 0))) {
+            /* changed a moment ago (perhaps still being copied in), or
+             * broken and not changed since: a later scan looks again */
+            if (fresh && young)
+                ++*fresh;
+            continue;
+        }
         rnn_model m;
         rnn_meta meta;
         rnn_err err;
         if (rnn_model_load(path, &m, &meta, &err)) {
             rnnd_log(LOG_ERROR, "model %s not loaded: %s", name, err.msg);
+            failed_before(r, name, mt, 1);
             continue;
         }
         /* the version it was (the bytes of its kept file), or a new one */
@@ -289,9 +344,11 @@ int registry_load_dir(registry *r, const char *dir)
             const long next = registry_next_version(r, name);
             v = meta.version > next ? meta.version : next;
             meta.version = v;
-            if (versions_keep(name, v, &m, &meta, &err) || versions_serve_file(name, v, dir, &err))
+            const long kept = versions_keep(name, v, &m, &meta, &err);
+            if (kept > 0)
+                v = kept;
+            if (kept <= 0 || versions_serve_file(name, v, dir, &mt, &err))
                 rnnd_log(LOG_WARN, "model %s version %ld is served but not kept: %s", name, v, err.msg);
-            mt = file_mtime_ns(path);
         }
         v = registry_put(r, name, &m, &meta, mt, v);
         rnnd_log(LOG_INFO, "model %s loaded from %s (version %ld)", name, path, v);
@@ -304,9 +361,8 @@ int registry_load_dir(registry *r, const char *dir)
 
 int registry_serve(registry *r, const char *name, long version, const char *model_dir, rnn_err *err)
 {
-    char kept[1300], path[1200];
+    char kept[1300];
     versions_path(name, version, kept, sizeof kept);
-    snprintf(path, sizeof path, "%s/%s.safetensors", model_dir, name);
     rnn_model m;
     rnn_meta meta;
     registry_publish_lock(r);
@@ -315,8 +371,9 @@ int registry_serve(registry *r, const char *name, long version, const char *mode
         snprintf(err->msg, sizeof err->msg, "model \"%s\" has no version %ld", name, version);
     } else if (rnn_model_load(kept, &m, &meta, err) == 0) {
         /* the file first: a restart serves what this call serves */
-        if (versions_serve_file(name, version, model_dir, err) == 0 &&
-            registry_put(r, name, &m, &meta, file_mtime_ns(path), version) > 0) {
+        long long stamp;
+        if (versions_serve_file(name, version, model_dir, &stamp, err) == 0 &&
+            registry_put(r, name, &m, &meta, stamp, version) > 0) {
             rc = 0;
         } else {
             rnn_model_free(&m);

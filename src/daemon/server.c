@@ -82,10 +82,12 @@ int rnnd_serve_main(const rnnd_config *cfg)
         rnnd_log(LOG_INFO, "model_dir %s: removed %d temp file%s of saves that did not finish",
                  cfg->model_dir, stale, stale == 1 ? "" : "s");
     int n = registry_load_dir(S.reg, cfg->model_dir);
+    watcher *watch = watch_start(cfg->model_dir, cfg->watch_s);
     S.pool = pool_new(&S.cfg, S.reg);
     S.sess = sessions_new();
     if (!S.pool || !S.sess || batcher_start(cfg->predict_workers)) {
         rnnd_log(LOG_ERROR, "cannot start the training workers");
+        watch_free(watch);
         return 1;
     }
 
@@ -131,6 +133,7 @@ int rnnd_serve_main(const rnnd_config *cfg)
         batcher_stop();
         pool_free(S.pool);
         registry_free(S.reg);
+        watch_free(watch);
         return 1;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(S.d, MHD_DAEMON_INFO_BIND_PORT);
@@ -159,6 +162,14 @@ int rnnd_serve_main(const rnnd_config *cfg)
             int k = sessions_expire(S.sess, cfg->session_idle_s);
             if (k)
                 rnnd_log(LOG_INFO, "%d idle session%s ended (session_idle_s)", k, k == 1 ? "" : "s");
+        }
+        if (!got_hup && watch_due(watch, last_tick)) {
+            /* what other replicas published into the shared model_dir */
+            int fresh;
+            const int k = registry_scan(S.reg, cfg->model_dir, watch_settle_s(), &fresh);
+            if (k)
+                rnnd_log(LOG_INFO, "model_dir: %d model%s (re)loaded (watch_s)", k, k == 1 ? "" : "s");
+            watch_scanned(watch, rnnd_clock(), fresh);
         }
         if (got_hup) {
             notify("RELOADING=1");
@@ -210,6 +221,7 @@ int rnnd_serve_main(const rnnd_config *cfg)
      * libmicrohttpd stops */
     batcher_stop();
     MHD_stop_daemon(S.d);
+    watch_free(watch);
     sessions_free(S.sess);
     pool_free(S.pool);
     registry_free(S.reg);

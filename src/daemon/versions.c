@@ -99,16 +99,45 @@ long versions_max(const char *name)
     return v;
 }
 
-int versions_keep(const char *name, long v, const rnn_model *m, const rnn_meta *meta, rnn_err *err)
+/* Does the model file at path hold m's weights? */
+static int same_weights(const char *path, const rnn_model *m)
+{
+    rnn_model k;
+    rnn_meta km;
+    rnn_err e;
+    if (rnn_model_load(path, &k, &km, &e))
+        return 0;
+    const int same = k.nparams == m->nparams && !memcmp(k.params, m->params, m->nparams * sizeof(float));
+    rnn_model_free(&k);
+    rnn_meta_free(&km);
+    return same;
+}
+
+long versions_keep(const char *name, long v, const rnn_model *m, rnn_meta *meta, rnn_err *err)
 {
     char d[1200], p[1300];
     name_dir(name, d, sizeof d);
     if (mkdir_one(d)) {
         snprintf(err->msg, sizeof err->msg, "%.400s: %s", d, strerror(errno));
-        return -1;
+        return 0;
     }
-    versions_path(name, v, p, sizeof p);
-    return rnn_model_save(p, m, meta, err);
+    /* created only where no file is: a replica on the same state_dir that
+     * took the number first keeps it, and this one takes the next, unless
+     * that replica kept these very weights (both adopted one file dropped
+     * into model_dir), whose number they then share */
+    for (int tries = 0; tries < 1000; tries++, v++) {
+        if (v <= versions_max(name))
+            v = versions_max(name) + 1;
+        meta->version = v;
+        versions_path(name, v, p, sizeof p);
+        const int rc = rnn_model_save_new(p, m, meta, err);
+        if (rc == 0 || (rc == 1 && same_weights(p, m)))
+            return v;
+        if (rc < 0)
+            return 0;
+    }
+    snprintf(err->msg, sizeof err->msg, "model %s: no free version number after %ld", name, v);
+    return 0;
 }
 
 /* The whole file, or NULL. */
@@ -130,7 +159,7 @@ int versions_same(const char *name, long v, const char *path)
     return same;
 }
 
-int versions_serve_file(const char *name, long v, const char *model_dir, rnn_err *err)
+int versions_serve_file(const char *name, long v, const char *model_dir, long long *stamp, rnn_err *err)
 {
     char p[1300], out[1200];
     versions_path(name, v, p, sizeof p);
@@ -140,7 +169,10 @@ int versions_serve_file(const char *name, long v, const char *model_dir, rnn_err
     if (!b)
         return -1;
     const rnn_span part = {b, len};
-    const int rc = rnn_file_replace(out, &part, 1, err);
+    unsigned long long id[2] = {0, 0};
+    const int rc = rnn_file_replace_id(out, &part, 1, id, err);
+    if (stamp)
+        *stamp = file_stamp_of(id[0], id[1]);
     free(b);
     return rc;
 }

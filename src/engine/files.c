@@ -5,7 +5,10 @@
  * new one, never part of either. A save holds an flock on its temp file until
  * the rename, so rnn_remove_stale_temps can tell the temps of saves that died
  * from those of saves still writing. Model files and training checkpoints
- * are both written this way.
+ * are both written this way. rnn_file_create ends with link() instead of
+ * rename(): the file appears whole, and only if no file of that name exists,
+ * even when another process (a replica on a shared volume) makes it at the
+ * same moment.
  */
 #include "rnn/io.h"
 #include "internal.h"
@@ -39,7 +42,10 @@ static int write_all(int fd, const void *p, size_t n)
     return 0;
 }
 
-int rnn_file_replace(const char *path, const rnn_span *parts, int nparts, rnn_err *err)
+/* Writes parts into a temp beside path, then renames it over path, or with
+ * exclusive links it to path (1 if path exists). */
+static int file_write(const char *path, const rnn_span *parts, int nparts, int exclusive,
+                      unsigned long long id[2], rnn_err *err)
 {
     char *pcopy = strdup(path), *tmp = malloc(strlen(path) + sizeof TEMP_TAIL);
     int fd = -1, rc = -1;
@@ -66,7 +72,22 @@ int rnn_file_replace(const char *path, const rnn_span *parts, int nparts, rnn_er
         rnn_fail(err, "%s: write failed: %s", path, strerror(errno));
         goto out;
     }
-    if (rename(tmp, path)) {
+    struct stat st;
+    if (id && fstat(fd, &st) == 0) {
+        /* the file as it will be at path: a rename keeps both */
+        id[0] = (unsigned long long)st.st_mtim.tv_sec * 1000000000ULL + (unsigned long long)st.st_mtim.tv_nsec;
+        id[1] = (unsigned long long)st.st_ino;
+    }
+    if (exclusive) {
+        if (link(tmp, path)) {
+            if (errno == EEXIST)
+                rc = 1;
+            else
+                rnn_fail(err, "%s: link failed: %s", path, strerror(errno));
+            goto out;
+        }
+        unlink(tmp);
+    } else if (rename(tmp, path)) {
         rnn_fail(err, "%s: rename failed: %s", path, strerror(errno));
         goto out;
     }
@@ -91,6 +112,22 @@ out:
     free(tmp);
     free(pcopy);
     return rc;
+}
+
+int rnn_file_replace(const char *path, const rnn_span *parts, int nparts, rnn_err *err)
+{
+    return file_write(path, parts, nparts, 0, NULL, err);
+}
+
+int rnn_file_replace_id(const char *path, const rnn_span *parts, int nparts, unsigned long long id[2],
+                        rnn_err *err)
+{
+    return file_write(path, parts, nparts, 0, id, err);
+}
+
+int rnn_file_create(const char *path, const rnn_span *parts, int nparts, rnn_err *err)
+{
+    return file_write(path, parts, nparts, 1, NULL, err);
 }
 
 unsigned char *rnn_file_read(const char *path, size_t max, size_t *len, rnn_err *err)

@@ -595,7 +595,8 @@ static char *history_json(const rnn_meta *meta)
     return s;
 }
 
-int rnn_model_save(const char *path, const rnn_model *m, const rnn_meta *meta_in, rnn_err *err)
+static int model_write(const char *path, const rnn_model *m, const rnn_meta *meta_in, int exclusive,
+                       rnn_err *err)
 {
     rnn_meta empty;
     rnn_meta_init(&empty);
@@ -676,7 +677,17 @@ int rnn_model_save(const char *path, const rnn_model *m, const rnn_meta *meta_in
 
     /* the data is little-endian F32, as the machine's floats on x86-64 */
     const rnn_span parts[] = {{lenb, 8}, {hdr, padded}, {m->params, m->nparams * sizeof(float)}};
-    const int rc = rnn_file_replace(path, parts, 3, err);
+    const int rc = exclusive ? rnn_file_create(path, parts, 3, err) : rnn_file_replace(path, parts, 3, err);
     free(hdr);
     return rc;
+}
+
+int rnn_model_save(const char *path, const rnn_model *m, const rnn_meta *meta, rnn_err *err)
+{
+    return model_write(path, m, meta, 0, err);
+}
+
+int rnn_model_save_new(const char *path, const rnn_model *m, const rnn_meta *meta, rnn_err *err)
+{
+    return model_write(path, m, meta, 1, err);
 }

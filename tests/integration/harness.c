@@ -181,10 +181,16 @@ resp http(const char *method, const char *path, const char *body, size_t len, co
 resp http_from(const char *iface, const char *method, const char *path, const char *body,
                size_t len, const char *type, const char *token)
 {
+    return http_at(port, iface, method, path, body, len, type, token);
+}
+
+resp http_at(int to, const char *iface, const char *method, const char *path, const char *body,
+             size_t len, const char *type, const char *token)
+{
     resp r = {0};
     CURL *c = curl_easy_init();
     char url[512], auth[300], ct[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", to, path);
     struct curl_slist *h = NULL;
     snprintf(ct, sizeof ct, "Content-Type: %s", type ? type : "application/json");
     h = curl_slist_append(h, ct);

@@ -54,6 +54,9 @@ resp http(const char *method, const char *path, const char *body, size_t len, co
 /* The same from a local address of the client's choice (127.0.0.2, ...). */
 resp http_from(const char *iface, const char *method, const char *path, const char *body,
                size_t len, const char *type, const char *token);
+/* The same to another daemon's port (thread-safe: reads no globals). */
+resp http_at(int port, const char *iface, const char *method, const char *path, const char *body,
+             size_t len, const char *type, const char *token);
 resp post(const char *path, const char *body);
 resp get(const char *path);
 cJSON *json_of(resp *r);                         /* parses or fails the test */
@@ -88,5 +91,6 @@ Suite *http_suite(void);
 Suite *readme_suite(void);
 Suite *admin_suite(void);
 Suite *durable_suite(void);
+Suite *replicas_suite(void);
 
 #endif

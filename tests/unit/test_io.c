@@ -9,6 +9,7 @@
 #include <cJSON.h>
 #include <dirent.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,6 +115,62 @@ START_TEST(test_failed_save_keeps_old_file)
     ck_assert(loaded.params[0] == keep);
     rnn_model_free(&loaded); rnn_meta_free(&lm);
     rnn_model_free(&m); rnn_meta_free(&meta);
+}
+END_TEST
+
+/* rnn_model_save_new, as two replicas claiming one version number at the
+ * same moment: of two savers released together exactly one creates the
+ * file, the other gets 1, the file is the winner's whole, no temp is left. */
+typedef struct claimer {
+    const char *path;
+    rnn_model *m;
+    rnn_meta *meta;
+    pthread_barrier_t *go;
+    int rc;
+} claimer;
+
+static void *claim(void *arg)
+{
+    claimer *c = arg;
+    rnn_err err;
+    pthread_barrier_wait(c->go);
+    c->rc = rnn_model_save_new(c->path, c->m, c->meta, &err);
+    return NULL;
+}
+
+START_TEST(test_save_new_is_exclusive)
+{
+    rnn_model m[2];
+    rnn_meta meta[2];
+    make_model(&m[0], &meta[0], RNN_CELL_GRU, 0);
+    make_model(&m[1], &meta[1], RNN_CELL_GRU, 0);
+    m[1].params[0] = m[0].params[0] + 1.0f;
+    for (int round = 0; round < 50; round++) {
+        char path[128];
+        snprintf(path, sizeof path, "%s/v%d.safetensors", dir, round);
+        pthread_barrier_t go;
+        pthread_barrier_init(&go, NULL, 2);
+        claimer c[2] = {{path, &m[0], &meta[0], &go, -9}, {path, &m[1], &meta[1], &go, -9}};
+        pthread_t t[2];
+        for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, claim, &c[i]);
+        for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+        pthread_barrier_destroy(&go);
+        ck_assert_msg((c[0].rc == 0) + (c[1].rc == 0) == 1 && (c[0].rc == 1 || c[1].rc == 1),
+                      "round %d: rc %d and %d", round, c[0].rc, c[1].rc);
+        const int won = c[0].rc == 0 ? 0 : 1;
+        rnn_model back;
+        rnn_meta mb;
+        rnn_err err;
+        ck_assert_msg(rnn_model_load(path, &back, &mb, &err) == 0, "%s", err.msg);
+        ck_assert_msg(back.params[0] == m[won].params[0], "round %d: the file is not the winner's", round);
+        rnn_model_free(&back);
+        rnn_meta_free(&mb);
+    }
+    ck_assert_int_eq(count_files(), 50); /* no temp left behind */
+    for (int i = 0; i < 2; i++) {
+        rnn_model_free(&m[i]);
+        rnn_meta_free(&meta[i]);
+    }
 }
 END_TEST
 
@@ -449,6 +506,7 @@ Suite *io_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_loop_test(tc, test_roundtrip, 0, 3);
     tcase_add_test(tc, test_failed_save_keeps_old_file);
+    tcase_add_test(tc, test_save_new_is_exclusive);
     tcase_add_loop_test(tc, test_hostile, 0, H_COUNT);
     tcase_add_test(tc, test_fuzz_mutations);
     tcase_add_test(tc, test_history_bounded);
