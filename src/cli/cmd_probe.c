@@ -2,6 +2,7 @@
  * script can check a daemon with it, with no curl in the image. Plain HTTP
  * only; the whole exchange has a time limit. */
 #include "cli.h"
+#include "../daemon/daemon.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -15,10 +16,11 @@
 
 static void usage(FILE *f)
 {
-    fputs("usage: rnnd probe [--url URL] [--timeout SECONDS]\n"
+    fputs("usage: rnnd probe [--url URL | --config FILE] [--timeout SECONDS]\n"
           "\n"
-          "GETs URL (default http://127.0.0.1:$RNND_PORT/healthz, port 8080 when RNND_PORT\n"
-          "is unset; plain http only) and exits 0 if it answers 200, 1 otherwise, printing\n"
+          "GETs URL (default: /healthz of the daemon rnnd serve --config FILE would run: its\n"
+          "listen and port from FILE, then RNND_LISTEN and RNND_PORT, port 8080 without\n"
+          "either; plain http only) and exits 0 if it answers 200, 1 otherwise, printing\n"
           "why on stderr. --timeout limits the whole exchange (default 5 s).\n",
           f);
 }
@@ -78,11 +80,7 @@ static int wait_fd(int fd, short ev, double deadline)
 
 int cmd_probe(int argc, char **argv)
 {
-    /* the daemon's own port when RNND_PORT sets it, as in a container */
-    char def[128];
-    const char *envport = getenv("RNND_PORT");
-    snprintf(def, sizeof def, "http://127.0.0.1:%.8s/healthz", envport && *envport ? envport : "8080");
-    const char *url = def;
+    const char *url = NULL, *file = NULL;
     double timeout = 5;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -91,6 +89,8 @@ int cmd_probe(int argc, char **argv)
         }
         if (!strcmp(argv[i], "--url") && i + 1 < argc) {
             url = argv[++i];
+        } else if (!strcmp(argv[i], "--config") && i + 1 < argc) {
+            file = argv[++i];
         } else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
             char *e;
             timeout = strtod(argv[++i], &e);
@@ -103,6 +103,23 @@ int cmd_probe(int argc, char **argv)
             usage(stderr);
             return EXIT_USAGE;
         }
+    }
+    /* the daemon's own address as rnnd serve reads it: defaults, the
+     * config file, then RNND_* (RNND_PORT in a container) */
+    char def[300];
+    if (!url) {
+        rnnd_config cfg;
+        char err[300];
+        rnnd_config_defaults(&cfg);
+        if ((file && rnnd_config_load(&cfg, file, err, sizeof err)) || rnnd_config_env(&cfg, err, sizeof err)) {
+            fprintf(stderr, "rnnd probe: %s\n", err);
+            return EXIT_USAGE;
+        }
+        const int any = !strcmp(cfg.listen, "0.0.0.0") || !strcmp(cfg.listen, "::") || !cfg.listen[0];
+        const int v6 = strchr(cfg.listen, ':') != NULL;
+        snprintf(def, sizeof def, "http://%s%s%s:%d/healthz", v6 && !any ? "[" : "",
+                 any ? "127.0.0.1" : cfg.listen, v6 && !any ? "]" : "", cfg.port);
+        url = def;
     }
     char host[256], port[16];
     const char *path;

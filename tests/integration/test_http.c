@@ -848,6 +848,17 @@ START_TEST(test_env_config_and_probe)
     free(e);
     snprintf(cmd, sizeof cmd, "'%s' probe --url ftp://x 2>/dev/null", rnnd_bin);
     ck_assert_int_eq(WEXITSTATUS(system(cmd)), 2);
+    /* the port of a config file, as the image's HEALTHCHECK reads it; the
+     * environment wins over the file, as for rnnd serve */
+    snprintf(p, sizeof p, "%s/probe.conf", dir);
+    FILE *cf = fopen(p, "w");
+    ck_assert(cf);
+    fprintf(cf, "listen = 0.0.0.0\nport = %d\n", port);
+    fclose(cf);
+    snprintf(cmd, sizeof cmd, "env -u RNND_PORT '%s' probe --config '%s'", rnnd_bin, p);
+    ck_assert_int_eq(WEXITSTATUS(system(cmd)), 0);
+    snprintf(cmd, sizeof cmd, "RNND_PORT=1 '%s' probe --config '%s' 2>/dev/null", rnnd_bin, p);
+    ck_assert_int_eq(WEXITSTATUS(system(cmd)), 1);
     int keep = port;
     ck_assert_int_eq(stop_daemon(), 0);
     snprintf(cmd, sizeof cmd, "'%s' probe --url http://127.0.0.1:%d/healthz 2>/dev/null", rnnd_bin, keep);

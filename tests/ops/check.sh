@@ -62,6 +62,8 @@ STATE_DIRECTORY=$tmp/state sh -c "$pre" || fail "ExecStartPre failed"
 cmp -s "$tmp/state/models/chars.safetensors" "$stage/usr/local/share/rnnd/models/chars.safetensors" ||
   fail "ExecStartPre did not copy the chars demo model"
 [ "$(cat "$tmp/state/models/sine.safetensors")" = trained ] || fail "ExecStartPre overwrote an existing model"
+[ -d "$tmp/state/data" ] || fail "ExecStartPre did not make the data folder (uploads go there)"
+grep -q '^UMask=00[02]2$' "$unit" || fail "the unit's UMask leaves trained models unreadable to other users"
 
 # ------------------------------------------------------------------ Docker
 df=$here/docker/Dockerfile
@@ -119,9 +121,30 @@ fi
 for src in $(grep '^COPY ' "$df" | grep -v -- '--from' | awk '{print $2}'); do
   [ -e "$here/$src" ] || fail "Dockerfile: COPY $src: no such file in the project"
 done
-for d in HEALTHCHECK USER VOLUME; do
+for d in HEALTHCHECK USER VOLUME ENTRYPOINT; do
   grep -q "^$d " "$df" || fail "Dockerfile has no $d"
 done
+# the health check asks the port the config gives the daemon, not only RNND_PORT
+sed -e ':a' -e '/\\$/N; s/\\\n//; ta' "$df" | grep '^HEALTHCHECK' | grep -q -- '"--config", "/etc/rnnd/rnnd.conf"' ||
+  fail "the HEALTHCHECK does not read the daemon's config file"
+# a drain fits Docker's default 10 s stop timeout (a SIGKILL would cut it)
+grep -q "drain_timeout = [1-9]|" "$df" || fail "the image's drain_timeout is not set under Docker's 10 s stop timeout"
+# the entrypoint: an empty model folder gets the demo models; one the
+# container's user cannot write is refused, naming the fix
+ep=$here/docker/entrypoint.sh
+mkdir -p "$tmp/ep/state" && chmod 755 "$tmp/ep" "$tmp/ep/state"
+RNND_STATE_DIR=$tmp/ep/state RNND_DEMO_DIR=$3 sh "$ep" true 2>/dev/null || fail "the entrypoint failed on an empty folder"
+[ -f "$tmp/ep/state/models/sine.safetensors" ] || fail "the entrypoint did not copy the demo models into an empty folder"
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null 2>&1; then
+  mkdir -p "$tmp/ep/root" && chmod 755 "$tmp/ep/root"
+  if RNND_STATE_DIR=$tmp/ep/root RNND_DEMO_DIR=$3 setpriv --reuid=10001 --regid=10001 --clear-groups \
+       sh "$ep" true 2> "$tmp/ep.err"; then
+    fail "the entrypoint ran on a folder its user cannot write"
+  fi
+  grep -q "not writable by uid 10001" "$tmp/ep.err" || fail "the entrypoint's refusal does not say why: $(cat "$tmp/ep.err")"
+else
+  echo "ops: SKIP the entrypoint's unwritable-folder check: needs root and setpriv"
+fi
 
 # ------------------------------------------------------------------ PyTorch
 if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
