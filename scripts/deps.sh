@@ -8,7 +8,7 @@ set -eu
 what=${1:-test}
 pkgs="gcc make pkg-config libcjson-dev libmicrohttpd-dev libdnnl-dev"
 case "$what" in
-  test)  pkgs="$pkgs check libcurl4-openssl-dev curl libopenmpi-dev openmpi-bin" ;;
+  test)  pkgs="$pkgs check libcurl4-openssl-dev curl libopenmpi-dev openmpi-bin python3-yaml" ;;
   bench) pkgs="$pkgs check libcurl4-openssl-dev wrk python3-torch python3-flask libopenmpi-dev openmpi-bin" ;;
   build) ;;
   *) echo "usage: $0 [build|test|bench]" >&2; exit 2 ;;

@@ -10,6 +10,7 @@
 #     image itself is not built.
 #  3. tools/rnnd_torch.py both ways against rnnd, where /usr/bin/python3 has
 #     torch (skipped otherwise; CI needs no torch).
+#  4. deploy/kubernetes/ parses and fits what rnnd needs (check_k8s.py).
 # Usage: tests/ops/check.sh RNND STAGE_DIR DEMO_MODELS_DIR
 set -eu
 rnnd=$1
@@ -152,6 +153,9 @@ if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
 else
   echo "ops: SKIP tools/rnnd_torch.py check: /usr/bin/python3 has no torch (apt-get install python3-torch)"
 fi
+
+# ------------------------------------------------------------------ Kubernetes
+python3 "$here/tests/ops/check_k8s.py" "$here/deploy/kubernetes" || fail "deploy/kubernetes"
 
 if [ "$fails" -gt 0 ]; then
   echo "ops: $fails check(s) failed" >&2
