@@ -42,7 +42,39 @@ typedef struct progress {
     double now;
     int failed;                 /* a checkpoint could not be written */
     dist *dist;                 /* the ranks; only rank 0 writes */
+    int json;                   /* --progress-json: a JSON line per epoch on stdout */
+    double printed;             /* elapsed s of the last line */
 } progress;
+
+/* --progress-json: one line a launcher (the daemon's train_command) reads,
+ * at every epoch end and at most twice a second between. */
+static void progress_line(progress *pr, const rnn_progress *p)
+{
+    if (!p->epoch_end && p->elapsed - pr->printed < 0.5)
+        return;
+    pr->printed = p->elapsed;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddBoolToObject(o, "epoch_end", p->epoch_end);
+    cJSON_AddNumberToObject(o, "epoch", p->epoch);
+    cJSON_AddNumberToObject(o, "epochs", p->epochs);
+    cJSON_AddNumberToObject(o, "step", (double)p->step);
+    cJSON_AddNumberToObject(o, "steps", (double)p->steps);
+    cJSON_AddNumberToObject(o, "loss", p->epoch_end ? p->epoch_loss : p->loss);
+    cJSON_AddNumberToObject(o, "lr", p->lr);
+    cJSON_AddNumberToObject(o, "best_epoch", p->best_epoch);
+    const double opt[] = {p->val_loss, p->accuracy, p->val_accuracy};
+    static const char *const names[] = {"val_loss", "accuracy", "val_accuracy"};
+    for (int i = 0; i < 3 && p->epoch_end; i++)
+        if (isfinite(opt[i]))
+            cJSON_AddNumberToObject(o, names[i], opt[i]);
+    char *s = cJSON_PrintUnformatted(o);
+    if (s) {
+        printf("%s\n", s);
+        fflush(stdout);
+    }
+    free(s);
+    cJSON_Delete(o);
+}
 
 static void write_checkpoint(void *ud, const rnn_train_state *st)
 {
@@ -64,6 +96,8 @@ static int on_progress(void *ud, const rnn_progress *p)
     poll_signals();
     /* every rank stops after the same step, or the others would wait */
     interrupted = dist_any(pr->dist, interrupted);
+    if (pr->json)
+        progress_line(pr, p);
     if (p->epoch_end && pr->tty) {
         double rate = p->elapsed > 0 ? (double)pr->seqs_per_epoch * p->epoch / p->elapsed : 0;
         double eta = p->epoch > 0 ? p->elapsed / p->epoch * (p->epochs - p->epoch) : 0;
@@ -90,6 +124,7 @@ static void usage(FILE *f)
 {
     fputs("usage: rnnd train --job FILE [--init MODEL] --out MODEL [--data-dir DIR] [--threads N]\n"
           "                  [--checkpoint FILE [--checkpoint-s S]] [--resume FILE] [--quiet]\n"
+          "                  [--progress-json]\n"
           "\n"
           "Trains the model a job spec describes (docs/engine.md; `rnnd keys` lists its keys) and\n"
           "saves it to MODEL (a .safetensors file, written atomically). --init starts from\n"
@@ -98,7 +133,8 @@ static void usage(FILE *f)
           "from --data-dir (default: the job file's folder). --threads splits each batch over\n"
           "N threads (default: every core this process may use); the result is the same for\n"
           "the same N. Prints a progress line per epoch on a terminal and a JSON summary on\n"
-          "stdout.\n"
+          "stdout; --progress-json prints a JSON line per epoch (and at most two a second\n"
+          "between) on stdout instead, then the summary on one line, for a launcher to read.\n"
           "\n"
           "--checkpoint FILE writes the run's state (weights, optimizer moments, step, random\n"
           "state, data order) at every epoch end, every S seconds (default 30) and on SIGINT or\n"
@@ -120,12 +156,13 @@ int cmd_train(int argc, char **argv)
         {"quiet", no_argument, 0, 'q'},     {"help", no_argument, 0, 'h'},
         {"threads", required_argument, 0, 't'}, {"checkpoint", required_argument, 0, 'c'},
         {"checkpoint-s", required_argument, 0, 's'}, {"resume", required_argument, 0, 'r'},
+        {"progress-json", no_argument, 0, 'p'},
         {0, 0, 0, 0}};
     const char *jobf = NULL, *init = NULL, *out = NULL, *ddir = NULL, *ckpt = NULL, *resume = NULL;
-    int quiet = 0, threads = 0, c;
+    int quiet = 0, threads = 0, json = 0, c;
     double every = 30;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "j:i:o:d:t:qhc:s:r:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "j:i:o:d:t:qhc:s:r:p", opts, NULL)) != -1) {
         switch (c) {
         case 'c': ckpt = optarg; break;
         case 'r': resume = optarg; break;
@@ -143,6 +180,7 @@ int cmd_train(int argc, char **argv)
         case 'o': out = optarg; break;
         case 'd': ddir = optarg; break;
         case 'q': quiet = 1; break;
+        case 'p': json = 1; break;
         case 't': {
             char *end;
             long n = strtol(optarg, &end, 10);
@@ -275,7 +313,7 @@ int cmd_train(int argc, char **argv)
     }
 
     progress pr = {.tty = !quiet && isatty(STDERR_FILENO), .seqs_per_epoch = d.n,
-                   .checkpoint = ckpt, .every = every, .dist = &ranks};
+                   .checkpoint = ckpt, .every = every, .dist = &ranks, .json = json};
     job.train.progress = on_progress;
     job.train.checkpoint = write_checkpoint;
     job.train.resume = resume ? &from : NULL;
@@ -355,7 +393,7 @@ int cmd_train(int argc, char **argv)
     cJSON *l = cJSON_AddArrayToObject(s, "loss");
     for (int i = 0; i < res.epochs_done; i++)
         cJSON_AddItemToArray(l, cJSON_CreateNumber(res.loss[i]));
-    char *js = cJSON_Print(s);
+    char *js = json ? cJSON_PrintUnformatted(s) : cJSON_Print(s);
     puts(js);
     free(js);
     cJSON_Delete(s);

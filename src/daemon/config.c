@@ -35,6 +35,7 @@ static const key keys[] = {
     {"data_dir", T_STR, S(data_dir), 0, 0, "folder that {\"file\": NAME} training data is read from"},
     {"state_dir", T_STR, S(state_dir), 0, 0, "folder of kept model versions, job records and checkpoints (empty: model_dir/.rnnd)"},
     {"keep_versions", T_INT, S(keep_versions), 0, 1000000, "versions of each model kept on disk, the newest (0 keeps all); the served one is always kept"},
+    {"train_command", T_STR, S(train_command), 0, 0, "run each job as this command plus rnnd train's arguments, e.g. \"mpirun -np 4 rnnd train\", in a process group of its own (\"\": on the daemon's own threads)"},
     {"watch_s", T_INT, S(watch_s), 0, 3600, "seconds within which a version another replica wrote into model_dir is served (inotify, and a scan this often for network file systems); 0: only on SIGHUP"},
     {"checkpoint_s", T_INT, S(checkpoint_s), 1, 86400, "seconds between a running job's checkpoints; it also writes one at every epoch end and on SIGTERM"},
     {"http_threads", T_INT, S(http_threads), 1, 256, "HTTP worker threads (default: number of cores)"},

@@ -26,6 +26,8 @@ typedef struct rnnd_config {
     char state_dir[1024];       /* "": model_dir/.rnnd */
     int keep_versions;          /* kept per model; 0: all */
     int watch_s;                /* model_dir checked for other replicas' versions; 0: never */
+    char train_command[512];    /* "": jobs train on the pool's threads; else the launcher
+                                 * (launch.c) that runs `rnnd train` for each */
     int checkpoint_s;           /* seconds between a running job's checkpoints */
     int http_threads;
     int train_workers;
@@ -214,10 +216,28 @@ typedef struct train_job {
     double data_bytes;                      /* its estimate (rnn_job_data_bytes) */
     served_model *base;                     /* model fine-tuned, or NULL */
     double last_checkpoint;                 /* rnnd_clock() of its last one */
+    long pid;                               /* its train_command process while it runs, else 0 */
     int settled;                            /* finished and its last record written:
                                              * the pool may forget it */
     struct train_job *next_queued;
 } train_job;
+
+/* A job through train_command (launch.c). progress gets each progress line
+ * of rnn_train's and returns what the trainer's callback would (CANCEL or
+ * SUSPEND stop the launched processes); stop is asked five times a second
+ * between lines; started gets the process id. */
+typedef struct launch_hooks {
+    int (*progress)(void *ud, const rnn_progress *p);
+    int (*stop)(void *ud);
+    void (*started)(void *ud, long pid);
+    void *ud;
+} launch_hooks;
+/* Runs `train_command ARGS...` in a process group of its own, its stderr in
+ * log_path. Returns 0 when it exited 0, 1 cancelled, 2 suspended (it exited
+ * 75 after a stop), -1 with err naming its exit status or signal and its
+ * last log line. */
+int launch_train(const char *command, const char *const *args, const char *log_path,
+                 const launch_hooks *h, rnn_err *err);
 
 /* Builds what a job trains on and checks it against the model it trains
  * (the base's inputs and outputs, or a new model's config); -1 with err. */

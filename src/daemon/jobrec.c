@@ -246,4 +246,6 @@ void jobrec_remove(long id)
     unlink(p);
     jobrec_path(id, "ckpt", p, sizeof p);
     unlink(p);
+    jobrec_path(id, "log", p, sizeof p); /* a launched job's stderr */
+    unlink(p);
 }

@@ -283,17 +283,42 @@ static int train(job_pool *pool, train_job *j, rnn_dataset *d, rnn_model *m,
     return rc;
 }
 
-static void run_job(job_pool *pool, train_job *j)
+/* How a run ended, whether here or launched. */
+typedef struct outcome {
+    job_state final;
+    long version;
+    int rc;                 /* rnn_train's: 0 done, 1 cancelled, 2 suspended, -1 failed */
+    int best_epoch, stopped_early;
+    rnn_err err;
+} outcome;
+
+/* The weights a run ended with, as the next version of the job's model. */
+static void publish_run(job_pool *pool, train_job *j, rnn_model *m, rnn_meta *meta, outcome *o)
+{
+    /* the save time, in the file and in the version served */
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(meta->created, sizeof meta->created, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    meta->job = j->id;
+    o->version = publish(pool, j->model, m, meta, &o->err);
+    if (o->version > 0) {
+        o->final = JOB_SUCCEEDED;
+        rnnd_log(LOG_INFO, "job %ld: model %s version %ld saved", j->id, j->model, o->version);
+    }
+}
+
+/* j on this daemon's threads. */
+static void train_here(job_pool *pool, train_job *j, outcome *o)
 {
     rnn_model m;
     rnn_meta meta;
-    rnn_err err;
     rnn_dataset d;
     rnn_train_result res;
     memset(&res, 0, sizeof res);
     memset(&m, 0, sizeof m);
     rnn_meta_init(&meta);
-    record(pool, j);
+    rnn_err err;
     int ok = job_prepare(j, pool->cfg->data_dir, &d, &err) == 0;
     const int have_data = ok;
     if (ok && d.warning[0]) {
@@ -303,51 +328,138 @@ static void run_job(job_pool *pool, train_job *j)
         pthread_mutex_unlock(&pool->lock);
     }
     ok = ok && start_weights(j, &d, &m, &meta, &err) == 0;
-    job_state final = JOB_FAILED;
-    long version = 0;
-    int rc = -1;
-    if (ok && (rc = train(pool, j, &d, &m, &res, &err)) == 1) {
-        final = JOB_CANCELLED;
-        snprintf(err.msg, sizeof err.msg, "cancelled at step %ld", res.steps_done);
-    } else if (ok && rc == 0) {
-        /* the save time, in the file and in the version served */
-        time_t now = time(NULL);
-        struct tm tm;
-        gmtime_r(&now, &tm);
-        strftime(meta.created, sizeof meta.created, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    o->err = err;
+    if (ok && (o->rc = train(pool, j, &d, &m, &res, &o->err)) == 1) {
+        o->final = JOB_CANCELLED;
+        snprintf(o->err.msg, sizeof o->err.msg, "cancelled at step %ld", res.steps_done);
+    } else if (ok && o->rc == 0) {
         meta.epochs += res.epochs_done;
         meta.final_loss = res.final_loss;
         meta.final_val_loss = res.final_val_loss;
         rnn_meta_append(&meta, res.loss, res.val_loss, res.epochs_done, pool->cfg->loss_history_max);
-        meta.job = j->id;
-        version = publish(pool, j->model, &m, &meta, &err);
-        if (version > 0) {
-            final = JOB_SUCCEEDED;
-            rnnd_log(LOG_INFO, "job %ld: model %s version %ld saved", j->id, j->model, version);
-        }
+        o->best_epoch = res.best_epoch;
+        o->stopped_early = res.stopped_early;
+        publish_run(pool, j, &m, &meta, o);
     }
-    const int suspended = ok && rc == 2;
-    if (suspended)
+    if (o->rc == 2)
         rnnd_log(LOG_INFO, "job %ld (%s) suspended at step %ld: it resumes when the server starts again",
                  j->id, j->model, res.steps_done);
-    else if (final != JOB_SUCCEEDED)
-        rnnd_log(LOG_WARN, "job %ld (%s) %s: %s", j->id, j->model, job_state_name(final), err.msg);
     rnn_model_free(&m);
     rnn_meta_free(&meta);
     rnn_train_result_free(&res);
     if (have_data)
         rnn_dataset_free(&d);
+}
+
+static int launched_stop(void *ud)
+{
+    run_ctx *c = ud;
+    if (atomic_load(&c->job->cancel))
+        return RNN_TRAIN_CANCEL;
+    pthread_mutex_lock(&c->pool->lock);
+    const int stop = c->pool->stopping;
+    pthread_mutex_unlock(&c->pool->lock);
+    return stop ? RNN_TRAIN_SUSPEND : RNN_TRAIN_GO;
+}
+
+static void launched_pid(void *ud, long pid)
+{
+    run_ctx *c = ud;
+    pthread_mutex_lock(&c->pool->lock);
+    c->job->pid = pid;
+    pthread_mutex_unlock(&c->pool->lock);
+    rnnd_log(LOG_INFO, "job %ld (%s): started %s (pid %ld)", c->job->id, c->job->model,
+             c->pool->cfg->train_command, pid);
+}
+
+/* j through train_command (launch.c): rnnd train on its request, into a
+ * model file in the job's records, resumed from its checkpoint when the
+ * daemon stopped it before; then published as a job trained here is. */
+static void train_launched(job_pool *pool, train_job *j, outcome *o)
+{
+    char spec[1200], out[1200], ckpt[1200], logp[1200], base[1300], threads[16], every[16];
+    jobrec_path(j->id, "spec", spec, sizeof spec);
+    jobrec_path(j->id, "model.safetensors", out, sizeof out);
+    jobrec_path(j->id, "ckpt", ckpt, sizeof ckpt);
+    jobrec_path(j->id, "log", logp, sizeof logp);
+    jobrec_write_spec(j->id, j->body);
+    snprintf(every, sizeof every, "%d", pool->cfg->checkpoint_s);
+    snprintf(threads, sizeof threads, "%d", pool->cfg->train_threads);
+    run_ctx ctx = {pool, j};
+    const launch_hooks h = {on_progress, launched_stop, launched_pid, &ctx};
+    for (int resume = access(ckpt, F_OK) == 0;; resume = 0) {
+        const char *args[24];
+        int n = 0;
+        static const char *const fixed[] = {"--job", NULL, "--out", NULL, "--data-dir", NULL, "--checkpoint",
+                                            NULL, "--checkpoint-s", NULL, "--progress-json", "--quiet"};
+        const char *vals[] = {spec, out, pool->cfg->data_dir, ckpt, every};
+        for (size_t i = 0, v = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+            args[n++] = fixed[i] ? fixed[i] : vals[v++];
+        if (pool->cfg->train_threads > 0) {
+            args[n++] = "--threads";
+            args[n++] = threads;
+        }
+        if (j->base) {
+            versions_path(j->model, j->base->version, base, sizeof base);
+            args[n++] = "--init";
+            args[n++] = base;
+        }
+        if (resume) {
+            args[n++] = "--resume";
+            args[n++] = ckpt;
+        }
+        args[n] = NULL;
+        o->rc = launch_train(pool->cfg->train_command, args, logp, &h, &o->err);
+        if (!(o->rc == -1 && resume))
+            break;
+        /* a checkpoint of another run (train_threads changed, say): over */
+        rnnd_log(LOG_WARN, "job %ld: %s; it starts over", j->id, o->err.msg);
+        unlink(ckpt);
+    }
+    if (o->rc == 1) {
+        o->final = JOB_CANCELLED;
+        snprintf(o->err.msg, sizeof o->err.msg, "cancelled at step %ld", j->step);
+    } else if (o->rc == 0) {
+        rnn_model m;
+        rnn_meta meta;
+        if (rnn_model_load(out, &m, &meta, &o->err) == 0) {
+            pthread_mutex_lock(&pool->lock);
+            o->best_epoch = j->best_epoch;
+            pthread_mutex_unlock(&pool->lock);
+            publish_run(pool, j, &m, &meta, o);
+            rnn_model_free(&m);
+            rnn_meta_free(&meta);
+        }
+    } else if (o->rc == 2) {
+        rnnd_log(LOG_INFO, "job %ld (%s) suspended at step %ld: it resumes when the server starts again",
+                 j->id, j->model, j->step);
+    }
+    unlink(out);
+}
+
+static void run_job(job_pool *pool, train_job *j)
+{
+    outcome o = {.final = JOB_FAILED, .rc = -1};
+    record(pool, j);
+    if (pool->cfg->train_command[0])
+        train_launched(pool, j, &o);
+    else
+        train_here(pool, j, &o);
+    const int suspended = o.rc == 2;
+    if (!suspended && o.final != JOB_SUCCEEDED)
+        rnnd_log(LOG_WARN, "job %ld (%s) %s: %s", j->id, j->model, job_state_name(o.final), o.err.msg);
     pthread_mutex_lock(&pool->lock);
+    j->pid = 0;
     if (!suspended) {
-        j->state = final;
-        j->version = version;
-        if (rc == 0) {
-            j->best_epoch = res.best_epoch;
-            j->stopped_early = res.stopped_early;
+        j->state = o.final;
+        j->version = o.version;
+        if (o.rc == 0) {
+            j->best_epoch = o.best_epoch;
+            j->stopped_early = o.stopped_early;
         }
         j->finished = rnnd_now();
-        if (final != JOB_SUCCEEDED)
-            snprintf(j->error, sizeof j->error, "%s", err.msg);
+        if (o.final != JOB_SUCCEEDED)
+            snprintf(j->error, sizeof j->error, "%s", o.err.msg);
     }
     job_release_inputs(pool, j);
     pthread_mutex_unlock(&pool->lock);
@@ -614,6 +726,8 @@ static void job_json(const train_job *j, cJSON *o, int with_points)
     num_or_null(o, "loss", j->loss);
     num_or_null(o, "val_loss", j->val_loss);
     num_or_null(o, "lr", j->lr);
+    if (j->pid > 0)
+        cJSON_AddNumberToObject(o, "pid", (double)j->pid); /* a launched job's (train_command) */
     if (isfinite(j->accuracy) || isfinite(j->val_accuracy)) {
         num_or_null(o, "accuracy", j->accuracy);
         num_or_null(o, "val_accuracy", j->val_accuracy);

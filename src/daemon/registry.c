@@ -326,6 +326,8 @@ int registry_scan(registry *r, const char *dir, double settle_s, int *fresh)
         if (settle_s > 0 && (young || failed_before(r, name, mt, 0))) {
             /* changed a moment ago (perhaps still being copied in), or
              * broken and not changed since: a later scan looks again */
+            rnnd_log(LOG_DEBUG, "model %s: %s, left for a later scan", name,
+                     young ? "changed a moment ago" : "did not load and has not changed since");
             if (fresh && young)
                 ++*fresh;
             continue;

@@ -169,6 +169,7 @@ int rnnd_serve_main(const rnnd_config *cfg)
             const int k = registry_scan(S.reg, cfg->model_dir, watch_settle_s(), &fresh);
             if (k)
                 rnnd_log(LOG_INFO, "model_dir: %d model%s (re)loaded (watch_s)", k, k == 1 ? "" : "s");
+            rnnd_log(LOG_DEBUG, "model_dir scanned: %d loaded, %d left to settle", k, fresh);
             watch_scanned(watch, rnnd_clock(), fresh);
         }
         if (got_hup) {

@@ -92,5 +92,6 @@ Suite *readme_suite(void);
 Suite *admin_suite(void);
 Suite *durable_suite(void);
 Suite *replicas_suite(void);
+Suite *launch_suite(void);
 
 #endif

@@ -20,6 +20,7 @@ int main(void)
     srunner_add_suite(sr, admin_suite());
     srunner_add_suite(sr, durable_suite());
     srunner_add_suite(sr, replicas_suite());
+    srunner_add_suite(sr, launch_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
