@@ -125,24 +125,35 @@ static void load_params(const char *name, rnn_model *m)
     rnn_meta_free(&meta);
 }
 
-START_TEST(test_checkpoint_resume)
+/* Runs job.json into part.safetensors with --checkpoint c.bin, stops it
+ * with SIGTERM at its first checkpoint (0.05 s in, well before the end),
+ * checks it said how to resume and wrote no model, and resumes it.
+ * launcher "" runs rnnd itself (want: its status, 75), MPIRUN two ranks
+ * (want -1: any failing status). */
+static void suspend_resume(const char *launcher, int want)
 {
-    put("job.json", "{\"cell\": \"lstm\", \"hidden\": 48, \"data\": {\"generator\": \"sine\","
-                    " \"samples\": 3000, \"window\": 40}, \"epochs\": 4, \"batch\": 16,"
-                    " \"shuffle\": true, \"optimizer\": {\"name\": \"adam\"}}");
-    ck_assert_int_eq(run("train --job job.json --out whole.safetensors --threads 1 --quiet"), 0);
-    /* stop it at its first checkpoint (0.05 s in, well before the end) */
-    ck_assert_int_eq(run("train --job job.json --out part.safetensors --threads 1 --quiet"
-                         " --checkpoint c.bin --checkpoint-s 0.05 & P=$!;"
-                         " while [ ! -f c.bin ]; do sleep 0.01; done; kill -TERM $P; wait $P"), 75);
+    const int st = run("%strain --job job.json --out part.safetensors --threads 1 --quiet --checkpoint c.bin"
+                       " --checkpoint-s 0.05 & P=$!; while [ ! -f c.bin ]; do sleep 0.01; done;"
+                       " kill -TERM $P; wait $P", launcher);
+    ck_assert_msg(want < 0 ? st != 0 : st == want, "the stopped run exited %d", st);
     char *e = slurp("err.txt");
     ck_assert_msg(strstr(e, "--resume c.bin"), "%s", e);
     free(e);
     char p[256];
     snprintf(p, sizeof p, "%s/part.safetensors", dir);
     ck_assert_msg(access(p, F_OK) != 0, "a suspended run wrote its model");
-    ck_assert_int_eq(run("train --job job.json --out part.safetensors --threads 1 --quiet"
-                         " --resume c.bin --checkpoint c.bin"), 0);
+    ck_assert_msg(run("%strain --job job.json --out part.safetensors --threads 1 --quiet --resume c.bin"
+                      " --checkpoint c.bin", launcher) == 0, "%s", slurp("err.txt"));
+}
+
+START_TEST(test_checkpoint_resume)
+{
+    put("job.json", "{\"cell\": \"lstm\", \"hidden\": 48, \"data\": {\"generator\": \"sine\","
+                    " \"samples\": 3000, \"window\": 40}, \"epochs\": 4, \"batch\": 16,"
+                    " \"shuffle\": true, \"optimizer\": {\"name\": \"adam\"}}");
+    ck_assert_int_eq(run("train --job job.json --out whole.safetensors --threads 1 --quiet"), 0);
+    suspend_resume("", 75);
+    char p[256];
     rnn_model a, b;
     load_params("whole.safetensors", &a);
     load_params("part.safetensors", &b);
@@ -160,7 +171,7 @@ START_TEST(test_checkpoint_resume)
                      " \"samples\": 3000, \"window\": 40}, \"epochs\": 4, \"batch\": 15,"
                      " \"shuffle\": true, \"optimizer\": {\"name\": \"adam\"}}");
     ck_assert_int_eq(run("train --job job2.json --out x.safetensors --quiet --resume c2.bin"), 1);
-    e = slurp("err.txt");
+    char *e = slurp("err.txt");
     ck_assert_msg(strstr(e, "another run"), "%s", e);
     free(e);
 }
@@ -493,17 +504,7 @@ START_TEST(test_mpi_checkpoint_resume)
                     " \"optimizer\": {\"name\": \"adam\"}}");
     ck_assert_msg(run(MPIRUN "train --job job.json --out whole.safetensors --threads 1 --quiet") == 0,
                   "%s", slurp("err.txt"));
-    ck_assert_int_ne(run(MPIRUN "train --job job.json --out part.safetensors --threads 1 --quiet"
-                         " --checkpoint c.bin --checkpoint-s 0.05 & P=$!;"
-                         " while [ ! -f c.bin ]; do sleep 0.01; done; kill -TERM $P; wait $P"), 0);
-    char *e = slurp("err.txt");
-    ck_assert_msg(strstr(e, "--resume c.bin"), "%s", e);
-    free(e);
-    char p[256];
-    snprintf(p, sizeof p, "%s/part.safetensors", dir);
-    ck_assert_msg(access(p, F_OK) != 0, "a suspended run wrote its model");
-    ck_assert_msg(run(MPIRUN "train --job job.json --out part.safetensors --threads 1 --quiet"
-                      " --resume c.bin --checkpoint c.bin") == 0, "%s", slurp("err.txt"));
+    suspend_resume(MPIRUN, -1); /* mpirun's own status: not 75 */
     const double d = weights_relerr("whole.safetensors", "part.safetensors");
     ck_assert_msg(d == 0, "resumed under mpirun, the weights differ: rel %.3e", d);
     /* a checkpoint of one process does not fit two ranks */
