@@ -233,9 +233,9 @@ typedef struct launch_hooks {
     void *ud;
 } launch_hooks;
 /* Runs `train_command ARGS...` in a process group of its own, its stderr in
- * log_path. Returns 0 when it exited 0, 1 cancelled, 2 suspended (it exited
- * 75 after a stop), -1 with err naming its exit status or signal and its
- * last log line. */
+ * log_path. Returns 0 when it exited 0, 1 cancelled, 2 suspended (it ended
+ * after a stop of the daemon), -1 with err naming its exit status or signal
+ * and its last log line. */
 int launch_train(const char *command, const char *const *args, const char *log_path,
                  const launch_hooks *h, rnn_err *err);
 

@@ -182,7 +182,11 @@ int launch_train(const char *command, const char *const *args, const char *log_p
         return 0;
     if (asked == RNN_TRAIN_CANCEL)
         return 1;
-    if (asked == RNN_TRAIN_SUSPEND && WIFEXITED(st) && WEXITSTATUS(st) == 75)
+    /* stopped with the daemon: rnnd train exits 75 after its checkpoint, a
+     * launcher with a status of its own (mpirun: 1); either way the job
+     * goes on from its checkpoint, or from the start without one, at the
+     * next start */
+    if (asked == RNN_TRAIN_SUSPEND)
         return 2;
     char why[RNN_ERR_LEN - 120];
     last_line(log_path, why, sizeof why);

@@ -64,6 +64,8 @@ void expect_error(resp r, long status, const char *needle); /* frees r.body */
 char *read_text(const char *path);               /* up to 1 MiB; the caller frees */
 char *case_request(const char *cas, const char *name);
 double num(const cJSON *o, const char *k);
+/* Do two safetensors files hold the same tensor bytes (headers aside)? */
+int same_weights(const char *a, const char *b);
 
 cJSON *job_status(long id);
 const char *status_of(cJSON *o);

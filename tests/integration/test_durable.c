@@ -42,34 +42,6 @@ static void kill9(void)
     pid = 0;
 }
 
-/* The tensor bytes of a safetensors file (after its header), malloc'd. */
-static unsigned char *weights_of(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f, "%s: missing", path);
-    uint64_t hl = 0;
-    ck_assert(fread(&hl, 8, 1, f) == 1);
-    fseek(f, 0, SEEK_END);
-    const long len = ftell(f);
-    ck_assert((long)hl + 8 <= len);
-    *n = (size_t)(len - 8 - (long)hl);
-    unsigned char *b = malloc(*n + 1);
-    fseek(f, 8 + (long)hl, SEEK_SET);
-    ck_assert(fread(b, 1, *n, f) == *n);
-    fclose(f);
-    return b;
-}
-
-static int same_weights(const char *a, const char *b)
-{
-    size_t na, nb;
-    unsigned char *x = weights_of(a, &na), *y = weights_of(b, &nb);
-    const int same = na == nb && !memcmp(x, y, na);
-    free(x);
-    free(y);
-    return same;
-}
-
 /* Files under d whose name has ".tmp." (a save that did not finish). */
 static int temps_under(const char *d)
 {

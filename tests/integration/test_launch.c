@@ -4,7 +4,8 @@
  * /train/ID and /admin/loss, publishes a finished one as the next version,
  * stops a cancelled one's processes, and fails only the job whose launched
  * process is killed with SIGKILL, while /healthz and /predict answer
- * throughout.
+ * throughout; one stopped with the daemon resumes from its checkpoint when
+ * the daemon starts again, to the weights of a run never stopped.
  */
 #include "harness.h"
 
@@ -142,6 +143,31 @@ START_TEST(test_launched_jobs)
     pthread_join(t, NULL);
     printf("  launched: /healthz and /predict during them: %ld ok, %ld failed\n", pr.ok, pr.failed);
     ck_assert_msg(pr.failed == 0 && pr.ok > 0, "%ld requests failed", pr.failed);
+
+    /* stopped with the daemon, it resumes when the daemon starts again and
+     * ends with the weights of a run never stopped */
+#define RESUMED_JOB(name) "{\"model\": \"" name "\", \"cell\": \"gru\", \"hidden\": 32, \"epochs\": 60," \
+                          " \"init\": {\"seed\": 9}, \"data\": {\"generator\": \"sine\", \"samples\": 1024, \"window\": 24}}"
+    o = wait_job(submit(RESUMED_JOB("whole"), 202), 120);
+    ck_assert_msg(!strcmp(status_of(o), "succeeded"), "%s", cJSON_PrintUnformatted(o));
+    cJSON_Delete(o);
+    const long c = submit(RESUMED_JOB("resumed"), 202);
+    running_pid(c, 2);
+    ck_assert_int_eq(stop_daemon(), 0);
+    ck_assert_msg(wait_ranks_gone(c), "a stopped daemon's launched job still runs");
+    char ck[1200];
+    snprintf(ck, sizeof ck, "%s/models/.rnnd/jobs/%ld.ckpt", dir, c);
+    ck_assert_msg(access(ck, F_OK) == 0, "the stopped job left no checkpoint to resume from");
+    start_daemon(extra);
+    o = wait_job(c, 120);
+    ck_assert_msg(!strcmp(status_of(o), "succeeded") && (int)num(o, "epoch") == 60, "%s",
+                  cJSON_PrintUnformatted(o));
+    cJSON_Delete(o);
+    char wa[1200], wb[1200];
+    snprintf(wa, sizeof wa, "%s/models/whole.safetensors", dir);
+    snprintf(wb, sizeof wb, "%s/models/resumed.safetensors", dir);
+    ck_assert_msg(same_weights(wa, wb), "the resumed launched job's weights differ from an unstopped run's");
+    printf("  launched: job %ld stopped with the daemon, resumed after its restart, same weights\n", c);
 }
 END_TEST
 
