@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -125,6 +126,9 @@ int launch_train(const char *command, const char *const *args, const char *log_p
         if (in >= 0) dup2(in, 0);
         dup2(fds[1], 1);
         dup2(logfd >= 0 ? logfd : fds[1], 2);
+        /* nothing else of the daemon's (sockets, libmicrohttpd's pipes) */
+        if (syscall(SYS_close_range, 3u, ~0u, 0u) != 0)
+            for (int fd = 3; fd < 4096; fd++) close(fd);
         execv(argv[0], (char *const *)argv);
         _exit(127);
     }
